@@ -1,0 +1,146 @@
+"""The `edgecap` command: train | quantize | export | validate | bench | report | pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgecap import EdgecapError, __version__
+
+DEFAULT_RUN = "runs/{model}"
+
+
+def _run_config(model: str, overrides: list[str]):
+    from edgecap.config import apply_overrides
+    from edgecap.models import get_family
+
+    family = get_family(model)
+    cfg = apply_overrides(family.run_config(), overrides or [])
+    cfg.model.validate()
+    return cfg
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _threads(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in _csv(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads expects e.g. 1,2; got {value!r}") from None
+
+
+def cmd_train(a) -> None:
+    from edgecap.train.loop import train
+
+    result = train(a.model, _run_config(a.model, a.set), Path(a.out or DEFAULT_RUN.format(model=a.model)),
+                   progress=not a.quiet)
+    for name, metrics in [("val", result["val"])] + list(result["baselines"].items()):
+        print(f"{name:>10}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, float)))
+
+
+def cmd_quantize(a) -> None:
+    from edgecap.quantize.stage import quantize
+
+    q = quantize(Path(a.run), method=a.method, calibration=a.calibration, qat_steps=a.qat_steps, progress=not a.quiet)
+    print(f"{q['method']}: int8 simulation {q['int8_simulated']} vs fp32 {q['fp32']}")
+
+
+def cmd_export(a) -> None:
+    from edgecap.export.stage import export
+
+    m = export(Path(a.run), formats=_csv(a.formats) if a.formats else None,
+               precisions=_csv(a.precisions) if a.precisions else None, progress=not a.quiet)
+    for art in m["artifacts"]:
+        print(f"{art['name']:<28} {art['size_bytes'] / 1e6:7.2f} MB  {art['scheme']}")
+
+
+def cmd_validate(a) -> None:
+    from edgecap.runtime.validate import format_table, validate
+
+    print(format_table(validate(Path(a.run), progress=not a.quiet)))
+
+
+def cmd_bench(a) -> None:
+    from edgecap.runtime.bench import bench, format_table
+
+    print(format_table(bench(Path(a.run), threads=a.threads, min_runs=a.runs, target=a.target, progress=not a.quiet)))
+
+
+def cmd_report(a) -> None:
+    from edgecap.report import build_report
+
+    build_report(Path(a.run))
+    print(f"wrote {Path(a.run) / 'report.md'} and report.json")
+
+
+def cmd_pipeline(a) -> None:
+    from edgecap.pipeline import run_pipeline
+
+    run_pipeline(a.model, _run_config(a.model, a.set), Path(a.out or DEFAULT_RUN.format(model=a.model)),
+                 quant_method=a.quant, formats=_csv(a.formats) if a.formats else None, threads=a.threads,
+                 progress=not a.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgecap", description="Take human-capture models from PyTorch to phones.")
+    p.add_argument("--version", action="version", version=f"edgecap {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_text, run_arg=True):
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        if run_arg:
+            sp.add_argument("run", help="run directory written by `edgecap train` (e.g. runs/lifting)")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        sp.set_defaults(func=func)
+        return sp
+
+    for name, func, text in [("train", cmd_train, "Train a model on its data (built-in synthetic by default); resumes."),
+                             ("pipeline", cmd_pipeline, "Run train, quantize, export, validate, bench and report.")]:
+        sp = add(name, func, text, run_arg=False)
+        sp.add_argument("model", help="model family, e.g. lifting")
+        sp.add_argument("--out", help="run directory (default runs/MODEL)")
+        sp.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. model.window=27 train.steps=500 data.source=h36m")
+        if name == "pipeline":
+            sp.add_argument("--quant", choices=["ptq", "qat"], default="ptq", help="int8 method (default ptq)")
+            sp.add_argument("--formats", help="comma list of onnx,tflite,executorch,coreml (default all)")
+            sp.add_argument("--threads", type=_threads, default=(1, 2), help="bench thread counts (default 1,2)")
+
+    sp = add("quantize", cmd_quantize, "Fix the int8 recipe: calibration set (PTQ) or QAT fine-tuning.")
+    sp.add_argument("--method", choices=["ptq", "qat"], default="ptq")
+    sp.add_argument("--calibration", type=int, default=256, help="calibration inputs from validation (default 256)")
+    sp.add_argument("--qat-steps", type=int, default=300, help="QAT fine-tuning steps (default 300)")
+
+    sp = add("export", cmd_export, "Export fp32 and int8 artifacts with a manifest.json.")
+    sp.add_argument("--formats", help="comma list of onnx,tflite,executorch,coreml (default all)")
+    sp.add_argument("--precisions", help="comma list of fp32,int8 (default both)")
+
+    add("validate", cmd_validate, "Tensor and task-metric parity of every artifact against PyTorch.")
+
+    sp = add("bench", cmd_bench, "Latency p50/p90/p99, FPS, peak memory and size per artifact and thread count.")
+    sp.add_argument("--threads", type=_threads, default=(1, 2), help="thread counts (default 1,2)")
+    sp.add_argument("--runs", type=int, default=200, help="minimum timed runs per measurement (default 200)")
+    sp.add_argument("--target", default="host", help="where to run: host (default)")
+
+    add("report", cmd_report, "Write report.json, report.md and the latency-accuracy plot.")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except EdgecapError as e:
+        print(f"edgecap {args.command}: error: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except KeyboardInterrupt:
+        print("interrupted; completed checkpoints and artifacts are kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Where lifting data comes from: the built-in synthetic motion or Human3.6M files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgecap import EdgecapError
+from edgecap.data.windows import PoseWindows
+
+
+@dataclass(frozen=True)
+class MotionDataConfig:
+    source: str = "synthetic"  # "synthetic" | "h36m"
+    seed: int = 0
+    # synthetic
+    train_sequences: int = 400
+    val_sequences: int = 40
+    frames: int = 100
+    fps: float = 50.0
+    noise_px: float = 2.0
+    drop_prob: float = 0.03
+    occlusion_rate: float = 0.5
+    # h36m (VideoPose3D-style npz files; see README "Human3.6M")
+    h36m_3d: str = ""
+    h36m_2d: str = ""
+    h36m_cameras: str = ""
+    train_subjects: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
+    val_subjects: tuple[str, ...] = ("S9", "S11")
+    frame_stride: int = 1
+
+
+def load_motion_windows(cfg: MotionDataConfig, skeleton: str, window: int, target: str, split: str) -> PoseWindows:
+    """Windows for `split` ("train" | "val")."""
+    if split not in ("train", "val"):
+        raise EdgecapError(f"unknown split {split!r}; expected 'train' or 'val'")
+    if cfg.source == "synthetic":
+        from edgecap.data.synthetic_motion import generate_motion
+
+        count = cfg.train_sequences if split == "train" else cfg.val_sequences
+        # Different seeds per split so validation motion is never seen in training.
+        seqs = generate_motion(
+            count, cfg.frames, cfg.fps, skeleton, seed=cfg.seed * 2 + (split == "val"),
+            noise_px=cfg.noise_px, drop_prob=cfg.drop_prob, occlusion_rate=cfg.occlusion_rate,
+        )
+        kps, gts = list(seqs.keypoints_2d), list(seqs.joints_3d_mm)
+    elif cfg.source == "h36m":
+        from edgecap.data.h36m import load_h36m
+
+        if skeleton != "h36m":
+            raise EdgecapError(f"data.source=h36m provides the h36m skeleton, not model.skeleton={skeleton!r}")
+        subjects = cfg.train_subjects if split == "train" else cfg.val_subjects
+        kps, gts = load_h36m(cfg.h36m_3d, cfg.h36m_2d, cfg.h36m_cameras, subjects, cfg.frame_stride)
+    else:
+        raise EdgecapError(f"unknown data.source {cfg.source!r}; choose 'synthetic' or 'h36m'")
+    return PoseWindows.from_sequences(kps, gts, window, target)

@@ -1,0 +1,76 @@
+"""One interface for every export backend and every runtime.
+
+Exporter: `export(request, out_path) -> ArtifactRecord`, where the request carries the
+export-form model (eval mode, BN folded), named example inputs at the static shapes, output
+names, precision, calibration inputs for int8, the modules kept in fp32, and the metadata
+each artifact stores in its format's native place.
+
+Runner: maps named numpy arrays to named numpy arrays at the artifact's static shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass
+class ExportRequest:
+    model: torch.nn.Module
+    example_inputs: Arrays
+    output_names: list[str]
+    precision: str  # "fp32" | "int8"
+    metadata: dict[str, str]
+    calibration: list[Arrays] = field(default_factory=list)
+    float_modules: list[str] = field(default_factory=list)
+
+    def example_args(self) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in self.example_inputs.values())
+
+
+@dataclass
+class ArtifactRecord:
+    """What the manifest records of one artifact (sha256 and size are added by the stage)."""
+
+    format: str  # "onnx" | "tflite" | "executorch" | "coreml"
+    precision: str  # "fp32" | "int8"
+    scheme: str  # e.g. "ORT static QDQ, per-channel int8 weights, int8 activations"
+    runnable_here: bool = True  # False for Core ML on Linux
+    notes: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)  # backend facts: delegated nodes, opset, ...
+
+
+class RunnerUnavailable(RuntimeError):
+    """The artifact is valid but this host cannot execute it (e.g. Core ML off macOS)."""
+
+
+class Runner:
+    format: str = ""
+    input_names: list[str]
+    output_names: list[str]
+
+    def run(self, inputs: Arrays) -> Arrays:
+        raise NotImplementedError
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, or of a directory's files in sorted order (.mlpackage)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        if path.is_dir():
+            h.update(str(p.relative_to(path)).encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def size_of(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size

@@ -1,0 +1,101 @@
+"""`edgecap quantize`: fix the int8 recipe of a trained run before any backend sees it.
+
+Writes RUN/quantize/:
+    calibration.npz   the calibration inputs (validation windows), used by every int8 exporter
+    quant.json        method, calibration size, fp32 modules, and the eager int8 simulation's
+                      task metrics beside fp32 (quantization error, apart from backend error)
+    qat.safetensors   with --method qat: export-form weights fine-tuned under fake quantization;
+                      int8 exporters start from them and re-calibrate activation ranges
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgecap import EdgecapError
+from edgecap.io import atomic_path, read_json, write_json
+from edgecap.models.base import torch_predictor
+from edgecap.runs import load_trained_model
+from edgecap.runtime import TorchRunner, batched
+from edgecap.train.checkpoint import load_weights, save_weights
+
+METHODS = ("ptq", "qat")
+
+
+def quantize(run_dir: Path, method: str = "ptq", calibration: int = 256, qat_steps: int = 300,
+             qat_lr: float = 2e-5, seed: int = 0, progress: bool = True) -> dict:
+    if method not in METHODS:
+        raise EdgecapError(f"unknown quantization method {method!r}; choose one of {METHODS}")
+    run_dir = Path(run_dir)
+    family, run, model = load_trained_model(run_dir)
+    out = run_dir / "quantize"
+    out.mkdir(exist_ok=True)
+    val = family.load_split(run, "val")
+    calib = family.calibration_inputs(val, calibration, seed)
+    names = list(family.input_spec(run.model))
+    with atomic_path(out / "calibration.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{n: np.concatenate([c[n] for c in calib]) for n in names})
+
+    t0 = time.time()
+    export_model = family.export_form(model)
+    if method == "qat":
+        from edgecap.quantize.qat import qat_finetune
+
+        train = family.load_split(run, "train")
+        rng = np.random.default_rng(seed)
+
+        def sample_batch(_step):
+            inputs, targets = family.sample_batch(train, rng, run.train.batch_size)
+            return tuple(torch.from_numpy(inputs[n]) for n in names), torch.from_numpy(targets)
+
+        example = tuple(torch.from_numpy(calib[0][n]) for n in names)
+        export_model = qat_finetune(export_model, example, sample_batch, family.loss, qat_steps, qat_lr,
+                                    family.float_modules())
+        save_weights(out / "qat.safetensors", export_model, {"family": family.name, "method": "qat"})
+    elif (out / "qat.safetensors").exists():
+        (out / "qat.safetensors").unlink()  # a PTQ recipe replaces an older QAT one
+
+    report = {
+        "family": family.name, "method": method, "calibration_windows": len(calib), "seed": seed,
+        "float_modules": family.float_modules(), "scheme": "int8 symmetric per-channel weights, int8 activations",
+        "qat_steps": qat_steps if method == "qat" else 0, "seconds": None,
+        "fp32": family.evaluate(torch_predictor(export_model, names, family.output_names(run.model)), val),
+        "int8_simulated": _simulate_int8(family, run, export_model, calib, val, names, progress),
+    }
+    report["seconds"] = round(time.time() - t0, 1)
+    write_json(out / "quant.json", report)
+    return report
+
+
+def _simulate_int8(family, run, export_model, calib, val, names, progress) -> dict:
+    """Eager PT2E simulation with the XNNPACK scheme: the quantization error alone."""
+    from edgecap.quantize.pt2e import ptq_pt2e, xnnpack_quantizer
+
+    example = tuple(torch.from_numpy(calib[0][n]) for n in names)
+    sim = ptq_pt2e(export_model, example, [tuple(torch.from_numpy(c[n]) for n in names) for c in calib],
+                   xnnpack_quantizer(family.float_modules()))
+    runner = TorchRunner(sim, names, family.output_names(run.model))
+    return family.evaluate(batched(runner, 1), val, progress="int8 simulation" if progress else None)
+
+
+def load_quantization(run_dir: Path, family, export_model: torch.nn.Module) -> tuple[dict, list[dict]]:
+    """For exporters: (quant.json, calibration inputs); loads QAT weights into export_model."""
+    qdir = Path(run_dir) / "quantize"
+    if not (qdir / "quant.json").exists():
+        raise EdgecapError(f"int8 export needs a quantization recipe: run `edgecap quantize {run_dir}` first")
+    spec = read_json(qdir / "quant.json", "quantization recipe")
+    try:
+        with np.load(qdir / "calibration.npz", allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as e:
+        raise EdgecapError(f"{qdir / 'calibration.npz'} is missing or corrupt: {e}") from None
+    count = len(next(iter(arrays.values())))
+    calib = [{k: v[i : i + 1] for k, v in arrays.items()} for i in range(count)]
+    if spec.get("method") == "qat":
+        load_weights(qdir / "qat.safetensors", export_model)
+    return spec, calib

@@ -1,0 +1,125 @@
+"""`edgecap bench`: latency (p50/p90/p99, FPS), peak memory and size of every artifact.
+
+Each measurement runs in a fresh worker process (`python -m edgecap.runtime.bench_worker`), so
+peak memory is the artifact's own and thread-pool settings cannot leak between runtimes. The
+input is a real validation window. Targets sit behind `BenchTarget`; the host is the first,
+an Android device over adb plugs in beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edgecap import EdgecapError
+from edgecap.export.stage import load_manifest, verify_artifact
+from edgecap.io import atomic_path, write_json
+from edgecap.runs import load_run
+
+
+class BenchTarget:
+    name = ""
+
+    def measure(self, job: dict) -> dict:
+        raise NotImplementedError
+
+
+class HostTarget(BenchTarget):
+    """This machine's CPU; one worker process per measurement."""
+
+    name = "host"
+
+    def measure(self, job: dict) -> dict:
+        env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"]), "PYTHONWARNINGS": "ignore"}
+        proc = subprocess.run([sys.executable, "-m", "edgecap.runtime.bench_worker", json.dumps(job)],
+                              capture_output=True, text=True, env=env)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise EdgecapError(f"bench worker failed for {job.get('artifact', 'pytorch')}: {' | '.join(tail)}")
+        return json.loads(lines[-1])
+
+
+TARGETS = {"host": HostTarget}
+
+
+def get_target(name: str) -> BenchTarget:
+    if name not in TARGETS:
+        raise EdgecapError(f"unknown bench target {name!r}; available: {sorted(TARGETS)} "
+                           "(Android over adb is planned as a target beside host)")
+    return TARGETS[name]()
+
+
+def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200, min_seconds: float = 1.0,
+          warmup: int = 20, target: str = "host", progress: bool = True) -> dict:
+    run_dir = Path(run_dir)
+    manifest = load_manifest(run_dir)
+    family, run = load_run(run_dir, expect_family=manifest["family"])
+    bench_target = get_target(target)
+    inputs = family.calibration_inputs(family.load_split(run, "val"), 1, seed=2)[0]
+    input_path = run_dir / "bench_input.npz"
+    with atomic_path(input_path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **inputs)
+    common = {"inputs": str(input_path), "min_runs": min_runs, "min_seconds": min_seconds, "warmup": warmup,
+              "input_names": list(manifest["inputs"]), "output_names": manifest["outputs"]}
+    jobs = [{"name": "pytorch_fp32", "format": "pytorch", "precision": "fp32", "run_dir": str(run_dir),
+             "size_bytes": (run_dir / "model.safetensors").stat().st_size}]
+    skipped = []
+    for entry in manifest["artifacts"]:
+        if not entry.get("runnable_here", True):
+            skipped.append({"name": entry["name"], "reason": "; ".join(entry.get("notes", [])) or "not runnable here"})
+            continue
+        path = verify_artifact(run_dir, entry)
+        jobs.append({"name": entry["name"], "format": entry["format"], "precision": entry["precision"],
+                     "artifact": str(path), "size_bytes": entry["size_bytes"]})
+    rows = []
+    work = [(j, t) for j in jobs for t in threads]
+    for job, t in tqdm(work, desc=f"bench ({bench_target.name})", disable=not progress):
+        result = bench_target.measure({**common, **job, "threads": t})
+        rows.append({"name": job["name"], "format": job["format"], "precision": job["precision"],
+                     "threads": t, "size_bytes": job["size_bytes"], **result})
+    eager = {r["threads"]: r["p50_ms"] for r in rows if r["name"] == "pytorch_fp32"}
+    for r in rows:
+        r["speedup_vs_pytorch"] = eager[r["threads"]] / r["p50_ms"]
+    report = {"family": family.name, "target": bench_target.name, "threads": list(threads),
+              "cpu": _cpu_name(), "rows": rows, "skipped": skipped,
+              "note": "latency per inference = per frame for the lifter (batch 1)"}
+    write_json(run_dir / "bench.json", report)
+    return report
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"unknown ({os.cpu_count()} cores)"
+
+
+def format_table(report: dict) -> str:
+    threads = report["threads"]
+    lines = [f"target: {report['target']}  cpu: {report['cpu']}",
+             f"{'artifact':<26} {'size MB':>8} " + " ".join(f"{f'p50 {t}T':>9}" for t in threads)
+             + f" {'p90 1T':>8} {'p99 1T':>8} {'FPS 1T':>9} {'x eager 1T':>10} {'peak MB':>8} {'+load MB':>8}"]
+    by_name: dict[str, dict] = {}
+    for r in report["rows"]:
+        by_name.setdefault(r["name"], {})[r["threads"]] = r
+    for name, per in by_name.items():
+        one = per[threads[0]]
+        lines.append(f"{name:<26} {one['size_bytes'] / 1e6:8.2f} "
+                     + " ".join(f"{per[t]['p50_ms']:9.4f}" for t in threads)
+                     + f" {one['p90_ms']:8.4f} {one['p99_ms']:8.4f} {one['fps']:9.0f} {one['speedup_vs_pytorch']:10.2f}"
+                     + f" {one['peak_rss_mb']:8.0f} {one['peak_over_baseline_mb']:8.1f}")
+    for s in report["skipped"]:
+        lines.append(f"{s['name']:<26} skipped: {s['reason'][:80]}")
+    lines.append("latencies in ms per inference (batch 1); peak MB = process peak RSS, +load MB = above the RSS before loading")
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""`edgecap validate`: every artifact against PyTorch eager, at tensor and at task level.
+
+Tensor parity: max |diff| and cosine on a sample of validation inputs. Task parity: the family's
+evaluator over the whole validation set through the artifact's runner, beside PyTorch's
+figures, with per-precision thresholds from the manifest. Any threshold exceeded raises
+`ValidationFailed` naming the artifact and the margin (the CLI exits 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edgecap import EdgecapError
+from edgecap.export.base import RunnerUnavailable
+from edgecap.export.stage import load_manifest, verify_artifact
+from edgecap.io import write_json
+from edgecap.runs import load_trained_model
+from edgecap.runtime import TorchRunner, batched, open_runner
+
+
+class ValidationFailed(EdgecapError):
+    exit_code = 1
+
+
+def tensor_parity(runner, reference, inputs: list[dict]) -> dict:
+    max_abs, dots, n_ref, n_art = 0.0, 0.0, 0.0, 0.0
+    for x in inputs:
+        a = runner.run(x)
+        r = reference.run(x)
+        for name in r:
+            da, dr = a[name].astype(np.float64).ravel(), r[name].astype(np.float64).ravel()
+            max_abs = max(max_abs, float(np.abs(da - dr).max()))
+            dots += float(da @ dr)
+            n_art += float(da @ da)
+            n_ref += float(dr @ dr)
+    return {"max_abs_diff": max_abs, "cosine": dots / max(np.sqrt(n_art * n_ref), 1e-30), "samples": len(inputs)}
+
+
+def check_tolerance(task: dict, reference: dict, rule: dict) -> list[str]:
+    problems = []
+    for metric in rule["metrics"]:
+        delta = task[metric] - reference[metric]
+        if "max_abs_delta" in rule and abs(delta) > rule["max_abs_delta"]:
+            problems.append(f"{metric} {task[metric]:.3f} vs PyTorch {reference[metric]:.3f} "
+                            f"(|delta| {abs(delta):.3f} > {rule['max_abs_delta']})")
+        if "max_rel_delta" in rule and abs(delta) / reference[metric] > rule["max_rel_delta"]:
+            problems.append(f"{metric} {task[metric]:.3f} vs PyTorch {reference[metric]:.3f} "
+                            f"({100 * abs(delta) / reference[metric]:.2f}% > {100 * rule['max_rel_delta']:.1f}%)")
+    return problems
+
+
+def validate(run_dir: Path, parity_samples: int = 256, progress: bool = True) -> dict:
+    run_dir = Path(run_dir)
+    manifest = load_manifest(run_dir)
+    family, run, model = load_trained_model(run_dir, expect_family=manifest["family"])
+    val = family.load_split(run, "val")
+    names, out_names = list(manifest["inputs"]), manifest["outputs"]
+    reference = TorchRunner(family.export_form(model), names, out_names)
+    ref_task = family.evaluate(batched(reference, None), val)
+    sample = family.calibration_inputs(val, parity_samples, seed=1)
+    results, failures = [], []
+    for entry in tqdm(manifest["artifacts"], desc="validate", disable=not progress):
+        path = verify_artifact(run_dir, entry)
+        row = {"name": entry["name"], "format": entry["format"], "precision": entry["precision"]}
+        try:
+            runner = open_runner(path, entry["format"], 1, names, out_names)
+        except RunnerUnavailable as e:
+            results.append({**row, "status": "skipped", "reason": str(e)})
+            continue
+        meta = runner.metadata() if hasattr(runner, "metadata") else {}
+        if meta and meta.get("model") not in (None, family.name):
+            raise EdgecapError(f"artifact {path} holds a {meta.get('model')!r} model, not {family.name!r}")
+        row["tensor"] = tensor_parity(runner, reference, sample)
+        row["task"] = family.evaluate(batched(runner, 1), val, progress=f"{entry['name']}" if progress else None)
+        problems = check_tolerance(row["task"], ref_task, manifest["tolerances"][entry["precision"]])
+        row["status"] = "fail" if problems else "pass"
+        row["problems"] = problems
+        failures += [f"{entry['name']}: {p}" for p in problems]
+        results.append(row)
+    report = {"family": family.name, "reference": {"name": "pytorch_fp32", "task": ref_task},
+              "tolerances": manifest["tolerances"], "artifacts": results, "failures": failures}
+    write_json(run_dir / "validate.json", report)
+    if failures:
+        raise ValidationFailed("validation failed:\n  " + "\n  ".join(failures))
+    return report
+
+
+def format_table(report: dict) -> str:
+    ref = report["reference"]["task"]
+    metrics = report["tolerances"]["fp32"]["metrics"]
+    head = "".join(f"{m.removesuffix('_mm'):>12}" for m in metrics)
+    lines = [f"{'artifact':<26} {'status':<8}{head} {'delta ' + metrics[0].removesuffix('_mm'):>14} {'max|diff|':>10} {'cosine':>9}",
+             f"{'pytorch_fp32 (reference)':<26} {'':<8}" + "".join(f"{ref[m]:12.3f}" for m in metrics)]
+    for r in report["artifacts"]:
+        if r["status"] == "skipped":
+            lines.append(f"{r['name']:<26} skipped  {r['reason'][:70]}")
+            continue
+        t = r["task"]
+        lines.append(f"{r['name']:<26} {r['status']:<8}" + "".join(f"{t[m]:12.3f}" for m in metrics)
+                     + f" {t[metrics[0]] - ref[metrics[0]]:+14.3f} {r['tensor']['max_abs_diff']:10.2e} {r['tensor']['cosine']:9.6f}")
+    return "\n".join(lines)
