@@ -1,0 +1,33 @@
+# The two commands: `make demo` (install + the lifting pipeline on synthetic data) and
+# `make test` (install + tests). Everything installs into .venv; torch is pinned to the CPU
+# build (an unpinned torch pulls a multi-GB CUDA build).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-slow bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/edgecap pipeline lifting --out runs/demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+bench: install
+	$(BIN)/python benchmarks/lifting_latency.py
+
+clean:
+	rm -rf runs .pytest_cache
