@@ -69,6 +69,42 @@ def cmd_bench(a) -> None:
     print(format_table(bench(Path(a.run), threads=a.threads, min_runs=a.runs, target=a.target, progress=not a.quiet)))
 
 
+def cmd_predict(a) -> None:
+    import numpy as np
+
+    from edgecap.export.stage import load_manifest, verify_artifact
+    from edgecap.runs import load_trained_model
+    from edgecap.runtime import CheckedRunner, TorchRunner, open_runner
+
+    family, run, model = load_trained_model(Path(a.run))
+    names, outs = list(family.input_spec(run.model)), family.output_names(run.model)
+    if a.artifact:
+        entries = {e["name"]: e for e in load_manifest(Path(a.run))["artifacts"]}
+        if a.artifact not in entries:
+            raise EdgecapError(f"no artifact {a.artifact!r} in the manifest; have {sorted(entries)}")
+        entry = entries[a.artifact]
+        runner = open_runner(verify_artifact(Path(a.run), entry), entry["format"], 1, names, outs)
+    else:
+        runner = TorchRunner(family.export_form(model), names, outs)
+    spec = {n: s.shape for n, s in family.input_spec(run.model).items()}
+    runner = CheckedRunner(runner, spec, f"{a.input}")
+    try:
+        data = np.load(a.input, allow_pickle=False)
+    except FileNotFoundError:
+        raise EdgecapError(f"input file not found: {a.input}") from None
+    except (ValueError, OSError) as e:
+        raise EdgecapError(f"input file {a.input} is corrupt or not a .npy array: {e}") from None
+    if not isinstance(data, np.ndarray):
+        raise EdgecapError(f"input file {a.input} must be a single .npy array, not an .npz archive")
+    result = family.predict_sequence(runner, run.model, data.astype(np.float32))
+    from edgecap.io import atomic_path
+
+    with atomic_path(Path(a.output)) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, result)
+    print(f"wrote {a.output}: {result.shape} ({runner.format})")
+
+
 def cmd_report(a) -> None:
     from edgecap.report import build_report
 
@@ -124,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=_threads, default=(1, 2), help="thread counts (default 1,2)")
     sp.add_argument("--runs", type=int, default=200, help="minimum timed runs per measurement (default 200)")
     sp.add_argument("--target", default="host", help="where to run: host (default)")
+
+    sp = add("predict", cmd_predict, "Run a model or artifact over an input file (lifting: a (frames, J, 3) .npy).")
+    sp.add_argument("--input", required=True, help="input .npy, e.g. 2D keypoints (frames, J, 3) = x_px, y_px, validity")
+    sp.add_argument("--output", required=True, help="output .npy, e.g. 3D joints (frames, J, 3) in mm")
+    sp.add_argument("--artifact", help="artifact name from the manifest (default: PyTorch eager)")
 
     add("report", cmd_report, "Write report.json, report.md and the latency-accuracy plot.")
     return p

@@ -286,3 +286,13 @@ class LiftingFamily:
             "fp32": {"metrics": ["mpjpe_mm", "p_mpjpe_mm"], "max_abs_delta": 0.1},
             "int8": {"metrics": ["mpjpe_mm", "p_mpjpe_mm"], "max_rel_delta": 0.02},
         }
+
+    def predict_sequence(self, runner, cfg: LiftingConfig, keypoints: np.ndarray) -> np.ndarray:
+        """Stream one sequence (F, J, 3) of pixel keypoints + validity through `runner`."""
+        from edgecap.runtime.streaming import StreamingLifter
+
+        j = get_skeleton(cfg.skeleton).num_joints
+        if keypoints.ndim != 3 or keypoints.shape[1:] != (j, 3):
+            raise EdgecapError(f"keypoints have shape {keypoints.shape}, expected (frames, {j}, 3) "
+                               f"= (x_px, y_px, validity) for the {cfg.skeleton} skeleton")
+        return StreamingLifter(runner, cfg.window, j, cfg.target).run_sequence(keypoints)

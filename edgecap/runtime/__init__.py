@@ -66,3 +66,18 @@ def batched(runner: Runner, static_batch: int | None = 1):
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     return predict
+
+
+class CheckedRunner(Runner):
+    """Checks names, shapes, dtype and finiteness of every input before the runtime sees it."""
+
+    def __init__(self, runner: Runner, shapes: dict[str, tuple], where: str):
+        from edgecap.runtime.checks import check_named_arrays
+
+        self._check = lambda arrays: check_named_arrays(arrays, shapes, where)
+        self.runner, self.format = runner, runner.format
+        self.input_names, self.output_names = runner.input_names, runner.output_names
+
+    def run(self, inputs: Arrays) -> Arrays:
+        self._check(inputs)
+        return self.runner.run({k: np.asarray(v, np.float32) for k, v in inputs.items()})
