@@ -12,13 +12,9 @@ DEFAULT_RUN = "runs/{model}"
 
 
 def _run_config(model: str, overrides: list[str]):
-    from edgecap.config import apply_overrides
-    from edgecap.models import get_family
+    from edgecap.api import config
 
-    family = get_family(model)
-    cfg = apply_overrides(family.run_config(), overrides or [])
-    cfg.model.validate()
-    return cfg
+    return config(model, overrides)
 
 
 def _csv(value: str) -> list[str]:

@@ -1,0 +1,33 @@
+"""The Python API: every CLI stage as a function with the same options.
+
+    from edgecap import api
+    cfg = api.config("lifting", ["train.steps=500"])
+    api.train("lifting", cfg, "runs/lift")
+    api.quantize("runs/lift")                 # method="qat" for QAT
+    api.export("runs/lift", formats=["onnx", "tflite"])
+    api.validate("runs/lift"); api.bench("runs/lift"); api.report("runs/lift")
+    api.pipeline("lifting", cfg, "runs/lift")  # all of the above
+"""
+
+from __future__ import annotations
+
+from edgecap.export.stage import export
+from edgecap.pipeline import run_pipeline as pipeline
+from edgecap.quantize.stage import quantize
+from edgecap.report import build_report as report
+from edgecap.runtime.bench import bench
+from edgecap.runtime.validate import validate
+from edgecap.train.loop import train
+
+
+def config(model: str, overrides: list[str] | None = None):
+    """The default run config of `model` with `key=value` overrides applied (unknown keys fail)."""
+    from edgecap.config import apply_overrides
+    from edgecap.models import get_family
+
+    cfg = apply_overrides(get_family(model).run_config(), overrides or [])
+    cfg.model.validate()
+    return cfg
+
+
+__all__ = ["config", "train", "quantize", "export", "validate", "bench", "report", "pipeline"]
