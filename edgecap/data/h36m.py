@@ -51,7 +51,9 @@ _PICKLE_ALLOWED = {
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _PICKLE_ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays, dicts and lists are allowed")
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name}: only numpy arrays, dicts and lists are allowed"
+            )
         return super().find_class(module, name)
 
 
@@ -67,9 +69,9 @@ def _load_npz_member(path: str, key: str, what: str, required: bool = True):
                 keys = sorted(n.removesuffix(".npy") for n in zf.namelist())
                 raise EdgecapError(f"{what} file {path}: missing key {key!r} (has {keys})")
             with zf.open(f"{key}.npy") as fp:
-                version = np.lib.format.read_magic(fp)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                _, _, dtype = read_header(fp)
+                fmt = np.lib.format
+                version = fmt.read_magic(fp)
+                _, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(fp)
                 if dtype.hasobject:
                     value = _ArrayOnlyUnpickler(fp).load()
                     return value.item() if isinstance(value, np.ndarray) and value.shape == () else value
@@ -77,15 +79,22 @@ def _load_npz_member(path: str, key: str, what: str, required: bool = True):
                 return np.lib.format.read_array(fp, allow_pickle=False)
     except EdgecapError:
         raise
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError, pickle.UnpicklingError, AttributeError, TypeError) as e:
+    except (zipfile.BadZipFile, pickle.UnpicklingError, ValueError, EOFError, OSError, AttributeError, TypeError) as e:
         raise EdgecapError(f"{what} file {path}: cannot read {key!r}, not a valid npz file ({e})") from e
 
 
-def _subject_dict(obj, what: str, path: str, field: str) -> dict:
-    """The unpickled top level must be {subject name: ...}; anything else is not this format."""
-    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
-        raise EdgecapError(f"{what} file {path}: {field} must be a dict keyed by subject names, got {type(obj).__name__}")
-    return obj
+def _load_subjects(path: str, key: str, what: str) -> dict:
+    """The pickled {subject: {action: ...}} table of an npz file."""
+    table = _load_npz_member(path, key, what)
+    # Type-check what came out of the pickle before indexing into it, so a file of another
+    # format fails here with its name rather than deep inside numpy.
+    if not isinstance(table, dict) or not all(isinstance(k, str) for k in table):
+        got = type(table).__name__
+        raise EdgecapError(f"{what} file {path}: {key} must be a dict keyed by subject names, got {got}")
+    for subject, actions in table.items():
+        if not isinstance(actions, dict):
+            raise EdgecapError(f"{what} file {path}: {key}[{subject!r}] must be a dict keyed by action names")
+    return table
 
 
 def _quaternion_matrix(q: np.ndarray) -> np.ndarray:
@@ -119,9 +128,13 @@ def _load_cameras(path: str) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
                 q = np.asarray(cam["orientation"], dtype=np.float64)
                 t = np.asarray(cam["translation"], dtype=np.float64)
             except (KeyError, TypeError, ValueError) as e:
-                raise EdgecapError(f"{where} needs numeric 'orientation' [w,x,y,z] and 'translation' [x,y,z] ({e!r})") from e
+                raise EdgecapError(
+                    f"{where} needs numeric 'orientation' [w,x,y,z] and 'translation' [x,y,z] ({e!r})"
+                ) from e
             if q.shape != (4,) or t.shape != (3,) or not (np.isfinite(q).all() and np.isfinite(t).all()):
-                raise EdgecapError(f"{where}: orientation must be 4 finite numbers and translation 3, got {q.shape} and {t.shape}")
+                raise EdgecapError(
+                    f"{where}: orientation must be 4 finite numbers and translation 3, got {q.shape} and {t.shape}"
+                )
             if np.linalg.norm(q) < 1e-8:
                 raise EdgecapError(f"{where}: orientation quaternion is zero")
             out[subject].append((_quaternion_matrix(q), t))
@@ -137,11 +150,14 @@ def _check_metadata(meta, path: str) -> None:
     layout, joints = meta.get("layout_name", "h36m"), meta.get("num_joints", 17)
     symmetry = meta.get("keypoints_symmetry")
     if symmetry is not None:
-        symmetry = tuple([int(j) for j in side] for side in symmetry)
+        try:  # the ground-truth 2D file stores numpy integers here
+            symmetry = tuple([int(j) for j in side] for side in symmetry)
+        except (TypeError, ValueError):
+            pass  # unreadable: reported as a mismatch below
     if layout != "h36m" or joints != 17 or symmetry not in (None, _H36M_SYMMETRY):
         raise EdgecapError(
-            f"2D keypoints file {path}: metadata says layout {layout!r} with {joints} joints and symmetry {symmetry}; "
-            f"the h36m skeleton needs layout 'h36m', 17 joints, symmetry {list(_H36M_SYMMETRY)}"
+            f"2D keypoints file {path}: metadata says layout {layout!r} with {joints} joints and symmetry "
+            f"{symmetry}; the h36m skeleton needs layout 'h36m', 17 joints, symmetry {list(_H36M_SYMMETRY)}"
         )
 
 
@@ -165,7 +181,9 @@ def _keypoints(kp, path: str, subject: str, action: str, cam: int) -> np.ndarray
         shape = kp.shape if isinstance(kp, np.ndarray) else type(kp).__name__
         raise EdgecapError(f"{where} must be an array (frames, 17, 2 or 3), got {shape}")
     if not np.issubdtype(kp.dtype, np.number) or not np.isfinite(kp).all():
-        raise EdgecapError(f"{where} contains NaN/inf or non-numbers (dtype {kp.dtype}); mark missing joints with confidence 0 instead")
+        raise EdgecapError(
+            f"{where} contains NaN/inf or non-numbers (dtype {kp.dtype}); mark missing joints with confidence 0"
+        )
     valid = kp[..., 2] > 0 if kp.shape[2] == 3 else np.ones(kp.shape[:2], dtype=bool)
     # Undetected joints get zeroed coordinates, as in the synthetic data and at inference.
     xy = kp[..., :2] * valid[..., None]
@@ -195,22 +213,24 @@ def load_h36m(
         raise EdgecapError(f"frame_stride must be an integer >= 1, got {frame_stride!r}")
 
     cameras = _load_cameras(path_cameras)
-    poses_3d = _subject_dict(_load_npz_member(path_3d, "positions_3d", "3D poses"), "3D poses", path_3d, "positions_3d")
-    poses_2d = _subject_dict(_load_npz_member(path_2d, "positions_2d", "2D keypoints"), "2D keypoints", path_2d, "positions_2d")
+    poses_3d = _load_subjects(path_3d, "positions_3d", "3D poses")
+    poses_2d = _load_subjects(path_2d, "positions_2d", "2D keypoints")
     _check_metadata(_load_npz_member(path_2d, "metadata", "2D keypoints", required=False), path_2d)
 
     keypoints, joints_3d = [], []
     for subject in subjects:
-        for what, path, table in (("3D poses", path_3d, poses_3d), ("2D keypoints", path_2d, poses_2d), ("camera", path_cameras, cameras)):
+        for what, path, table in (
+            ("3D poses", path_3d, poses_3d), ("2D keypoints", path_2d, poses_2d), ("camera", path_cameras, cameras)
+        ):
             if subject not in table:
                 raise EdgecapError(f"{what} file {path}: unknown subject {subject!r} (has {sorted(table)})")
         actions_3d, actions_2d = poses_3d[subject], poses_2d[subject]
-        if not isinstance(actions_3d, dict) or not isinstance(actions_2d, dict):
-            raise EdgecapError(f"{path_3d} / {path_2d}: positions_3d/positions_2d[{subject!r}] must be dicts keyed by action names")
+        # Like VideoPose3D, every action needs both 2D and 3D: a silent skip would hide a wrong file.
         if set(actions_3d) != set(actions_2d):
             raise EdgecapError(
-                f"subject {subject!r}: actions differ between 3D poses file {path_3d} and 2D keypoints file {path_2d}: "
-                f"only in 3D {sorted(set(actions_3d) - set(actions_2d))}, only in 2D {sorted(set(actions_2d) - set(actions_3d))}"
+                f"subject {subject!r}: actions differ between 3D poses file {path_3d} and 2D keypoints file "
+                f"{path_2d}: only in 3D {sorted(set(actions_3d) - set(actions_2d))}, "
+                f"only in 2D {sorted(set(actions_2d) - set(actions_3d))}"
             )
         cams = cameras[subject]
         for action in sorted(actions_3d):
@@ -224,8 +244,8 @@ def load_h36m(
                 )
             for c, ((rot, trans), kp) in enumerate(zip(cams, per_cam)):
                 kp = _keypoints(kp, path_2d, subject, action, c)
-                # Row vectors: (X - t) @ R == (R^T (X - t))^T, i.e. R^-1 applied to X - t. (t cancels
-                # in root-relative poses; it is applied so cam_mm is the true camera frame.)
+                # Row vectors: (X - t) @ R == (R^T (X - t))^T, i.e. R^-1 applied to X - t. t cancels
+                # once the pose is root-relative; it is kept so this reads as world_to_camera.
                 cam_mm = (world_mm - trans) @ rot
                 cam_mm -= cam_mm[:, :1]
                 f = min(len(kp), len(cam_mm))

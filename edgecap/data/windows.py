@@ -18,6 +18,8 @@ def window_offsets(window: int, target: str) -> np.ndarray:
     """Frame offsets of a window relative to its target frame."""
     if target == "last":
         return np.arange(-(window - 1), 1)
+    if target != "centre" or window % 2 == 0:
+        raise EdgecapError(f"window target {target!r} with {window} frames: use 'last', or 'centre' with an odd window")
     half = (window - 1) // 2
     return np.arange(-half, half + 1)
 
@@ -40,6 +42,8 @@ class PoseWindows:
     @classmethod
     def from_sequences(cls, keypoints_seqs, joints_seqs, window: int, target: str) -> "PoseWindows":
         offsets = window_offsets(window, target)
+        if not keypoints_seqs:
+            raise EdgecapError("no sequences to window: the data source returned none")
         before, after = -offsets.min(), offsets.max()
         kp_parts, gt_parts, tgt, sid, fid = [], [], [], [], []
         pos = 0
