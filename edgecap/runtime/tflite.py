@@ -1,0 +1,79 @@
+"""Run a `.tflite` artifact with the LiteRT interpreter (XNNPACK on CPU).
+
+LiteRT names a signature's tensors `args_0, args_1, ...` and `output_0, ...`; the exporter
+stores the mapping to edgecap names in the file's own metadata (entry "edgecap"), so a
+runner needs nothing but the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.interpreter import Interpreter
+
+from edgecap import EdgecapError
+from edgecap.export.base import Arrays, Runner
+from edgecap.runtime.checks import check_named_arrays
+
+METADATA_NAME = "edgecap"
+
+
+def read_tflite_metadata(path: str | Path) -> dict:
+    """The JSON dict stored under Model.metadata["edgecap"] of a `.tflite` file."""
+    path = Path(path)
+    buf = path.read_bytes()
+    if not schema.Model.ModelBufferHasIdentifier(buf, 0):
+        raise EdgecapError(f"{path}: not a TFLite flatbuffer (file identifier is not 'TFL3')")
+    model = schema.Model.GetRootAs(buf, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() == METADATA_NAME.encode():
+            buffer = model.Buffers(entry.Buffer())
+            # Small buffers are inline; files over 2 GB keep data at an offset after the flatbuffer.
+            if buffer.DataLength():
+                data = buffer.DataAsNumpy().tobytes()
+            else:
+                data = buf[buffer.Offset() : buffer.Offset() + buffer.Size()]
+            return json.loads(data)
+    raise EdgecapError(f"{path}: no {METADATA_NAME!r} metadata entry; export the model with edgecap first")
+
+
+class TFLiteRunner(Runner):
+    format = "tflite"
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        self.path = Path(path)
+        self._metadata = read_tflite_metadata(self.path)
+        md = self._metadata
+        try:  # edgecap name -> LiteRT signature key
+            self._inputs = dict(zip(md["input_names"].split(","), md["tflite_inputs"].split(",")))
+            self._outputs = dict(zip(md["output_names"].split(","), md["tflite_outputs"].split(",")))
+        except KeyError as e:
+            raise EdgecapError(f"{self.path}: edgecap metadata lacks {e}; re-export the artifact") from None
+        self.input_names, self.output_names = list(self._inputs), list(self._outputs)
+        try:
+            self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            signatures = list(self._interpreter.get_signature_list())
+            if len(signatures) != 1:
+                raise EdgecapError(f"{self.path}: expected one signature, found {signatures}")
+            self._runner = self._interpreter.get_signature_runner(signatures[0])  # allocates tensors
+        except (RuntimeError, ValueError) as e:  # e.g. "Node number 486 (BROADCAST_TO) failed to prepare"
+            raise EdgecapError(f"LiteRT cannot load {self.path}: {e}") from e
+        details = self._runner.get_input_details()
+        self._shapes = {}
+        for name, key in self._inputs.items():
+            if details[key]["dtype"] != np.float32:  # edgecap exports keep float I/O (export-probe.md, item 15)
+                kind = details[key]["dtype"].__name__
+                raise EdgecapError(f"{self.path}: input {name!r} ({key}) is {kind}, expected float32")
+            self._shapes[name] = tuple(int(s) for s in details[key]["shape"])
+
+    def run(self, inputs: Arrays) -> Arrays:
+        check_named_arrays(inputs, self._shapes, f"TFLite runner ({self.path.name})")
+        outs = self._runner(**{k: np.ascontiguousarray(inputs[n], dtype=np.float32) for n, k in self._inputs.items()})
+        return {name: outs[key] for name, key in self._outputs.items()}
+
+    def metadata(self) -> dict:
+        return dict(self._metadata)

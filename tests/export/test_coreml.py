@@ -1,0 +1,129 @@
+"""Core ML export on a small lifter: converted and spec-checked everywhere, executed only on macOS."""
+
+import platform
+import re
+
+import coremltools as ct
+import numpy as np
+import pytest
+import torch
+
+from edgecap import EdgecapError
+from edgecap.data.synthetic_motion import generate_motion
+from edgecap.data.windows import PoseWindows
+from edgecap.export.base import ExportRequest, RunnerUnavailable
+from edgecap.export.coreml import NOT_EXECUTED_NOTE, export_coreml
+from edgecap.models.lifting import LiftingConfig, LiftingFamily
+from edgecap.runtime.coreml import CoreMLRunner
+
+FAM = LiftingFamily()
+CFG = LiftingConfig(hidden=64, blocks=1)
+ON_MAC = platform.system() == "Darwin"
+
+
+@pytest.fixture(scope="module")
+def lifter():
+    """(export-form model, eval windows (B,T,J,3), eager outputs); weights untrained, stats real."""
+    seqs = generate_motion(4, frames=60, seed=1)
+    windows = PoseWindows.from_sequences(list(seqs.keypoints_2d), list(seqs.joints_3d_mm), CFG.window, CFG.target)
+    torch.manual_seed(0)
+    model = FAM.build(CFG)
+    model.set_pose_statistics(torch.from_numpy(windows.target_poses()))
+    model = FAM.export_form(model)
+    kp = windows.windows(np.arange(0, len(windows), 12))[0]
+    with torch.no_grad():
+        eager = model(torch.from_numpy(kp)).numpy()
+    return model, kp, eager
+
+
+def request(lifter, precision, **overrides):
+    model, kp, _ = lifter
+    fields = dict(
+        model=model,
+        example_inputs={FAM.input_name: kp[:1]},
+        output_names=FAM.output_names(CFG),
+        precision=precision,
+        metadata=FAM.metadata(CFG),
+        float_modules=FAM.float_modules(),
+    )
+    return ExportRequest(**{**fields, **overrides})
+
+
+@pytest.fixture(scope="module")
+def artifacts(lifter, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("coreml")
+    out = {}
+    for precision in ("fp32", "int8"):
+        path = folder / f"lift_{precision}.mlpackage.tmp"  # the stage's temp name: no .mlpackage suffix
+        out[precision] = (path, export_coreml(request(lifter, precision), path))
+    return out
+
+
+def features(described):
+    return [(f.name, list(f.type.multiArrayType.shape), f.type.multiArrayType.dataType) for f in described]
+
+
+def mil_ops(spec):
+    """(op type, output dtype name) of every non-const op of the saved ML Program."""
+    (block,) = spec.mlProgram.functions["main"].block_specializations.values()
+    dtype = ct.proto.MIL_pb2.DataType.Name
+    return [(op.type, dtype(op.outputs[0].type.tensorType.dataType)) for op in block.operations if op.type != "const"]
+
+
+def test_fp32_converts_with_request_names_shapes_and_metadata(artifacts):
+    path, record = artifacts["fp32"]
+    assert path.is_dir() and (path / "Manifest.json").is_file()
+    assert record.format == "coreml" and record.runnable_here == ON_MAC
+    assert (NOT_EXECUTED_NOTE in record.notes) != ON_MAC
+    spec = ct.utils.load_spec(str(path))
+    f32 = ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32
+    assert features(spec.description.input) == [(FAM.input_name, [1, CFG.window, 17, 3], f32)]
+    assert features(spec.description.output) == [(FAM.output_name, [1, 17, 3], f32)]
+    stored = dict(spec.description.metadata.userDefined)
+    assert FAM.metadata(CFG).items() <= stored.items()
+    assert stored["input_names"] == FAM.input_name and stored["output_names"] == FAM.output_name
+    assert spec.description.metadata.author.startswith("edgecap")
+    assert {dt for _, dt in mil_ops(spec)} == {"FLOAT32"}
+    assert record.details["ops"]["linear"] == 4 and record.details["int8_weights"] == 0
+
+
+def test_int8_is_weight_only_int8_with_fp32_normalization(artifacts):
+    path, record = artifacts["int8"]
+    assert "weight-only int8" in record.scheme and "W8A16" in record.scheme
+    ops = mil_ops(ct.utils.load_spec(str(path)))
+    assert sum(t == "constexpr_affine_dequantize" for t, _ in ops) == record.details["int8_weights"] == 4
+    assert {dt for t, dt in ops if t == "linear"} == {"FLOAT16"}
+    # Pixel-space sums of squares overflow fp16, so normalize/denormalize must compute in fp32.
+    assert {dt for t, dt in ops if t in ("reduce_sum", "sqrt", "real_div")} == {"FLOAT32"}
+    size = lambda p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file())  # noqa: E731
+    assert size(path) < 0.5 * size(artifacts["fp32"][0])
+
+
+def test_float_modules_keep_float_weights(lifter, tmp_path):
+    req = request(lifter, "int8", float_modules=FAM.float_modules() + ["core.head"])
+    record = export_coreml(req, tmp_path / "m.mlpackage")
+    ops = mil_ops(ct.utils.load_spec(str(tmp_path / "m.mlpackage")))
+    assert record.details["int8_weights"] == 3
+    assert [dt for t, dt in ops if t == "linear"] == ["FLOAT16"] * 3 + ["FLOAT32"]  # the head is last
+
+
+def test_unknown_float_module_fails_clearly(lifter, tmp_path):
+    with pytest.raises(EdgecapError, match="not submodules"):
+        export_coreml(request(lifter, "int8", float_modules=["normalise"]), tmp_path / "m.mlpackage")
+
+
+@pytest.mark.skipif(ON_MAC, reason="off macOS the Core ML runner must refuse to run")
+def test_runner_is_unavailable_off_macos(artifacts):
+    path = artifacts["fp32"][0]
+    message = f"Core ML runs only on macOS; this host is {platform.system()}: artifact {path} was converted"
+    with pytest.raises(RunnerUnavailable, match=re.escape(message)):
+        CoreMLRunner(path)
+
+
+@pytest.mark.skipif(not ON_MAC, reason="Core ML executes only on macOS")
+def test_runner_matches_eager_on_macos(lifter, artifacts):
+    _, kp, eager = lifter
+    for precision, tol in (("fp32", 1e-4), ("int8", 0.05)):
+        runner = CoreMLRunner(artifacts[precision][0])
+        got = np.concatenate([runner.run({FAM.input_name: w[None]})[FAM.output_name] for w in kp])
+        assert np.abs(got - eager).max() <= tol * np.abs(eager).max(), precision

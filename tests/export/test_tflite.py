@@ -1,0 +1,146 @@
+"""LiteRT export + runner on a small lifter trained for a few seconds on synthetic motion."""
+
+import numpy as np
+import pytest
+import torch
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.tools import flatbuffer_utils
+
+from edgecap import EdgecapError
+from edgecap.data.synthetic_motion import generate_motion
+from edgecap.data.windows import PoseWindows
+from edgecap.export.base import ExportRequest
+from edgecap.export.tflite import export_tflite, read_tflite_metadata, tflite_op_stats
+from edgecap.models.lifting import LiftingConfig, LiftingFamily
+from edgecap.runtime.tflite import TFLiteRunner
+
+FAM = LiftingFamily()
+CFG = LiftingConfig(hidden=64, blocks=1)
+
+
+@pytest.fixture(scope="module")
+def lifter():
+    """(export-form model, calibration inputs, eval windows (B,T,J,3), eager outputs)."""
+    seqs = generate_motion(28, frames=60, seed=0)
+    kps, gts = list(seqs.keypoints_2d), list(seqs.joints_3d_mm)
+    train = PoseWindows.from_sequences(kps[:24], gts[:24], CFG.window, CFG.target)
+    val = PoseWindows.from_sequences(kps[24:], gts[24:], CFG.window, CFG.target)
+    torch.manual_seed(0)
+    model = FAM.build(CFG)
+    model.set_pose_statistics(torch.from_numpy(train.target_poses()))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    rng = np.random.default_rng(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches run much faster on one thread of a busy 2-core host
+    try:
+        for _ in range(100):
+            x, y = FAM.sample_batch(train, rng, 128)
+            loss = FAM.loss(model(torch.from_numpy(x[FAM.input_name])), torch.from_numpy(y))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    model = FAM.export_form(model)
+    windows = val.windows(np.arange(0, len(val), 6))[0]
+    with torch.no_grad():
+        eager = model(torch.from_numpy(windows)).numpy()
+    return model, FAM.calibration_inputs(train, 64, seed=0), windows, eager
+
+
+def request(lifter, precision, **overrides):
+    model, calib, windows, _ = lifter
+    fields = dict(
+        model=model,
+        example_inputs={FAM.input_name: windows[:1]},
+        output_names=FAM.output_names(CFG),
+        precision=precision,
+        metadata=FAM.metadata(CFG),
+        calibration=calib,
+        float_modules=FAM.float_modules(),
+    )
+    return ExportRequest(**{**fields, **overrides})
+
+
+@pytest.fixture(scope="module")
+def artifacts(lifter, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tflite")
+    out = {}
+    for precision in ("fp32", "int8"):
+        path = folder / f"lift_{precision}.tflite.tmp"
+        out[precision] = (path, export_tflite(request(lifter, precision), path))
+    return out
+
+
+def run_all(path, windows):
+    runner = TFLiteRunner(path)
+    return np.concatenate([runner.run({FAM.input_name: w[None]})[FAM.output_name] for w in windows])
+
+
+def test_fp32_matches_eager_and_carries_metadata(lifter, artifacts):
+    _, _, windows, eager = lifter
+    path, record = artifacts["fp32"]
+    assert record.format == "tflite" and record.precision == "fp32" and record.runnable_here
+    assert record.details["ops"]["FULLY_CONNECTED"] == 4 and record.details["int8_op_total"] == 0
+    runner = TFLiteRunner(path, threads=2)
+    assert runner.input_names == [FAM.input_name] and runner.output_names == [FAM.output_name]
+    stored = read_tflite_metadata(path)
+    assert stored == runner.metadata()
+    assert stored == {
+        **FAM.metadata(CFG),
+        "input_names": FAM.input_name,
+        "output_names": FAM.output_name,
+        "tflite_inputs": "args_0",
+        "tflite_outputs": "output_0",
+    }
+    err = np.abs(run_all(path, windows) - eager).max()
+    assert err <= 1e-5 * np.abs(eager).max(), f"fp32 max error {err:.2e} mm"
+
+
+def test_rewritten_flatbuffer_keeps_weights_16_byte_aligned(artifacts):
+    buf = np.fromfile(artifacts["fp32"][0], dtype=np.uint8)
+    base = buf.__array_interface__["data"][0]
+    model = schema.Model.GetRootAs(buf, 0)
+    offsets = [
+        model.Buffers(i).DataAsNumpy().__array_interface__["data"][0] - base
+        for i in range(model.BuffersLength())
+        if model.Buffers(i).DataLength()
+    ]
+    assert len(offsets) > 8 and all(o % 16 == 0 for o in offsets), offsets
+
+
+def test_int8_computes_the_mlp_in_int8_and_normalization_in_float(artifacts):
+    path, record = artifacts["int8"]
+    stats = tflite_op_stats(flatbuffer_utils.read_model(str(path)))  # from the file, not the record
+    assert stats == {k: record.details[k] for k in stats}
+    assert stats["int8_ops"]["FULLY_CONNECTED"] == stats["ops"]["FULLY_CONNECTED"] == 4
+    # Only the MLP input's concat/reshape join it; normalize/denormalize arithmetic stays float.
+    assert set(stats["int8_ops"]) <= {"FULLY_CONNECTED", "CONCATENATION", "RESHAPE"}, stats["int8_ops"]
+    assert all(stats["ops"].get(op) for op in ("SUM", "DIV", "SQRT", "MUL"))
+    assert stats["ops"]["QUANTIZE"] > 0 and stats["ops"]["DEQUANTIZE"] > 0
+    assert read_tflite_metadata(path)["output_names"] == FAM.output_name
+    assert path.stat().st_size < 0.5 * artifacts["fp32"][0].stat().st_size
+
+
+def test_int8_stays_close_to_eager(lifter, artifacts):
+    _, _, windows, eager = lifter
+    diff = np.linalg.norm(run_all(artifacts["int8"][0], windows) - eager, axis=-1)  # per joint, mm
+    spread = np.linalg.norm(eager - eager.mean(0), axis=-1).mean()  # how much the poses vary, mm
+    assert diff.mean() < 0.05 * spread, f"int8 mean joint error {diff.mean():.2f} mm vs pose spread {spread:.1f} mm"
+
+
+def test_int8_without_calibration_fails_clearly(lifter, tmp_path):
+    with pytest.raises(EdgecapError, match="calibration"):
+        export_tflite(request(lifter, "int8", calibration=[]), tmp_path / "x.tflite")
+    assert not (tmp_path / "x.tflite").exists()
+
+
+def test_runner_rejects_wrong_shape_and_files_without_edgecap_metadata(lifter, artifacts, tmp_path):
+    path = artifacts["fp32"][0]
+    with pytest.raises(EdgecapError, match="shape"):
+        TFLiteRunner(path).run({FAM.input_name: lifter[2][:1, :4]})
+    bare = flatbuffer_utils.read_model(str(path))
+    bare.metadata = [m for m in bare.metadata if m.name != b"edgecap"]
+    flatbuffer_utils.write_model(bare, str(tmp_path / "bare.tflite"))
+    with pytest.raises(EdgecapError, match="no 'edgecap' metadata"):
+        TFLiteRunner(tmp_path / "bare.tflite")
