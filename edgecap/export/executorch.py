@@ -90,9 +90,12 @@ def _quantize_pt2e(model: torch.nn.Module, req: ExportRequest) -> tuple[torch.nn
 
     from edgecap.quantize.pt2e import KeepFloat
 
+    names = list(req.example_inputs)
     if not req.calibration:
         raise EdgecapError("ExecuTorch int8 export needs calibration inputs (req.calibration is empty)")
-    names = list(req.example_inputs)
+    for i, sample in enumerate(req.calibration):
+        if sorted(sample) != sorted(names):
+            raise EdgecapError(f"ExecuTorch int8: calibration sample {i} has inputs {sorted(sample)}, expected {names}")
     name = type(req.model).__name__
     quantizer = KeepFloat(
         XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)), req.float_modules
@@ -100,9 +103,7 @@ def _quantize_pt2e(model: torch.nn.Module, req: ExportRequest) -> tuple[torch.nn
     gm = _stage(f"torch.export of {name}", lambda: torch.export.export(model, req.example_args()).module())
     gm = _stage(f"prepare_pt2e of {name}", lambda: prepare_pt2e(gm, quantizer))
     with torch.no_grad():
-        for i, sample in enumerate(req.calibration):
-            if set(sample) != set(names):
-                raise EdgecapError(f"ExecuTorch int8: calibration sample {i} has inputs {sorted(sample)}, expected {names}")
+        for sample in req.calibration:
             gm(*(torch.from_numpy(np.ascontiguousarray(sample[n], dtype=np.float32)) for n in names))
     gm = _stage(f"convert_pt2e of {name}", lambda: convert_pt2e(gm))
     ops = Counter(getattr(n.target, "__name__", str(n.target)) for n in gm.graph.nodes if n.op == "call_function")
@@ -134,7 +135,8 @@ def _load_check(path: Path, args: tuple[torch.Tensor, ...]) -> None:
     try:
         Runtime.get().load_program(path).load_method("forward").execute(list(args))
     except Exception as e:
+        path.unlink(missing_ok=True)
         raise EdgecapError(
-            f"ExecuTorch: {path} was written but fails to load/run in the ExecuTorch runtime: {e} "
+            f"ExecuTorch: {path} fails to load/run in the ExecuTorch runtime (file removed): {e} "
             "(XNNPACK rejects some delegated subgraphs at load time; see the log above)"
         ) from e

@@ -37,6 +37,8 @@ def export_onnx(req: ExportRequest, out: Path) -> ArtifactRecord:
     out = Path(out)
     if req.precision not in ("fp32", "int8"):
         raise EdgecapError(f"ONNX export: precision must be 'fp32' or 'int8', got {req.precision!r}")
+    if req.precision == "int8":
+        _check_calibration(req)  # before the slow export
     model = _export_fp32(req)
     details: dict = {}
     if req.precision == "int8":
@@ -62,11 +64,19 @@ def export_onnx(req: ExportRequest, out: Path) -> ArtifactRecord:
 
 
 def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
-    kept = [p for p in model.metadata_props if p.key not in metadata]
+    """Replace metadata_props with `metadata` (dropping ORT's own `onnx.quant.*` tool tags)."""
     del model.metadata_props[:]
-    model.metadata_props.extend(kept)
     for key, value in metadata.items():
         model.metadata_props.add(key=str(key), value=str(value))
+
+
+def _check_calibration(req: ExportRequest) -> None:
+    if not req.calibration:
+        raise EdgecapError("ONNX int8 export needs calibration inputs (req.calibration is empty)")
+    names = sorted(req.example_inputs)
+    for i, sample in enumerate(req.calibration):
+        if sorted(sample) != names:
+            raise EdgecapError(f"ONNX int8: calibration sample {i} has inputs {sorted(sample)}, expected {names}")
 
 
 def _export_fp32(req: ExportRequest) -> onnx.ModelProto:
@@ -123,19 +133,19 @@ def _quantize(model: onnx.ModelProto, req: ExportRequest) -> tuple[onnx.ModelPro
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if not req.calibration:
-        raise EdgecapError("ONNX int8 export needs calibration inputs (req.calibration is empty)")
     names = list(req.example_inputs)
-    for i, sample in enumerate(req.calibration):
-        if set(sample) != set(names):
-            raise EdgecapError(f"ONNX int8: calibration sample {i} has inputs {sorted(sample)}, expected {names}")
     with tempfile.TemporaryDirectory(prefix="edgecap-onnx-") as tmp:
         fp32, pre, q8 = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         onnx.save(model, str(fp32))
         # Symbolic shape inference is for dynamic dims; our shapes are static (probe API notes).
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        # ORT's graph optimization is skipped: its fusions (e.g. MatMul+Add -> Gemm) rename
+        # nodes and drop their name scopes, which would let float_modules slip into int8.
+        # ORT still applies its fusions when it loads the quantized model.
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True, skip_optimization=True)
         pre_model = onnx.load(str(pre))
         excluded = _float_nodes(pre_model, req.float_modules)
+        if req.float_modules and not excluded:
+            raise EdgecapError(f"ONNX int8: no node found inside float_modules {req.float_modules}")
         try:
             quantize_static(
                 str(pre),
@@ -173,19 +183,17 @@ def _quantize(model: onnx.ModelProto, req: ExportRequest) -> tuple[onnx.ModelPro
 
 
 def _check_quantized(pre: onnx.ModelProto, q: onnx.ModelProto, excluded: set[str]) -> tuple[list[str], list[str]]:
-    """Which weight-bearing nodes read their weight through a DequantizeLinear, which do not.
-
-    Guards against the exporter emitting an op type the quantizer was not asked for
-    (e.g. MatMul+Add instead of Gemm) and silently leaving the model fp32.
-    """
+    """Names of the weight-bearing Conv/Gemm/MatMul nodes that read their weight through a
+    DequantizeLinear, and of those that do not (quantize_static skips some silently).
+    An exporter emitting other op types for Linear/Conv shows up as zero quantized nodes."""
     inits = {i.name for i in pre.graph.initializer}
-    producer = {o: n for n in q.graph.node for o in n.output}
+    producer = {o: n.op_type for n in q.graph.node for o in n.output}
+    qnodes = {n.name: n for n in q.graph.node}
     quantized, skipped = [], []
     for node in pre.graph.node:
-        weight = [x for x in node.input[1:2] if x in inits]
-        if node.op_type not in QUANT_OP_TYPES or not weight or node.name in excluded:
+        if node.op_type not in QUANT_OP_TYPES or node.name in excluded or node.input[1] not in inits:
             continue
-        qnode = next((n for n in q.graph.node if n.name == node.name), None)
-        src = producer.get(qnode.input[1]) if qnode is not None else None
-        (quantized if src is not None and src.op_type == "DequantizeLinear" else skipped).append(node.name)
+        qnode = qnodes.get(node.name)
+        ok = qnode is not None and producer.get(qnode.input[1]) == "DequantizeLinear"
+        (quantized if ok else skipped).append(node.name)
     return quantized, skipped

@@ -58,7 +58,8 @@ def qat_finetune(
         raise EdgecapError(f"QAT: sample_batch must return batches of >= 2 samples, got {batch}")
     for i, (a, e) in enumerate(zip(first_inputs, example_args)):
         if a.shape[1:] != e.shape[1:]:
-            raise EdgecapError(f"QAT: batch input {i} has shape {tuple(a.shape)}, model expects (N, *{tuple(e.shape[1:])})")
+            expected = ", ".join(["N"] + [str(d) for d in e.shape[1:]])
+            raise EdgecapError(f"QAT: batch input {i} has shape {tuple(a.shape)}, model expects ({expected})")
 
     dim = torch.export.Dim("batch", min=1)
     train_copy = copy.deepcopy(model).train()

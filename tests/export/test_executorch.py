@@ -1,0 +1,114 @@
+"""ExecuTorch (XNNPACK) export + runner on a small lifter trained for a few seconds."""
+
+import numpy as np
+import pytest
+import torch
+
+from edgecap import EdgecapError
+from edgecap.data.motion import MotionDataConfig
+from edgecap.export.base import ExportRequest
+from edgecap.export.executorch import export_executorch
+from edgecap.models.lifting import LiftingConfig, LiftingFamily, LiftingRun
+from edgecap.runtime.executorch import ExecuTorchRunner
+
+FAM = LiftingFamily()
+RUN = LiftingRun(
+    model=LiftingConfig(hidden=64, blocks=1),
+    data=MotionDataConfig(train_sequences=24, val_sequences=4, frames=60),
+)
+
+
+@pytest.fixture(scope="module")
+def lifter():
+    """(export-form model, calibration windows, eval windows (B,T,J,3), eager outputs)."""
+    train, val = FAM.load_split(RUN, "train"), FAM.load_split(RUN, "val")
+    torch.manual_seed(0)
+    model = FAM.build(RUN.model)
+    FAM.prepare_training(model, train)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    rng = np.random.default_rng(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: 2 threads on a busy 2-core host are ~50x slower
+    try:
+        for _ in range(100):
+            x, y = FAM.sample_batch(train, rng, 128)
+            loss = FAM.loss(model(torch.from_numpy(x[FAM.input_name])), torch.from_numpy(y))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    model = FAM.export_form(model)
+    windows = val.windows(np.arange(0, len(val), 6))[0]
+    with torch.no_grad():
+        eager = model(torch.from_numpy(windows)).numpy()
+    return model, FAM.calibration_inputs(train, 64, seed=0), windows, eager
+
+
+@pytest.fixture(scope="module")
+def artifacts(lifter, tmp_path_factory):
+    model, calib, windows, _ = lifter
+    folder = tmp_path_factory.mktemp("pte")
+    out = {}
+    for precision in ("fp32", "int8"):
+        req = ExportRequest(
+            model=model,
+            example_inputs={FAM.input_name: windows[:1]},
+            output_names=FAM.output_names(RUN.model),
+            precision=precision,
+            metadata=FAM.metadata(RUN.model),
+            calibration=calib,
+            float_modules=FAM.float_modules(),
+        )
+        path = folder / f"lift_{precision}.pte.tmp"
+        out[precision] = (path, export_executorch(req, path))
+    return out
+
+
+def run_all(runner, windows):
+    return np.concatenate([runner.run({FAM.input_name: w[None]})[FAM.output_name] for w in windows])
+
+
+def test_fp32_matches_eager_and_is_delegated(lifter, artifacts):
+    _, _, windows, eager = lifter
+    path, record = artifacts["fp32"]
+    runner = ExecuTorchRunner(path)  # names read from the program's constant methods
+    assert runner.input_names == [FAM.input_name] and runner.output_names == [FAM.output_name]
+    assert runner.metadata() == FAM.metadata(RUN.model)
+    d = record.details
+    # Every Linear/ReLU is delegated; the reductions of the normalizer stay on portable kernels.
+    assert d["delegated_nodes"] > 0 and d["delegated_subgraphs"] >= 1
+    assert d["portable_ops"] and all("addmm" not in op and "linear" not in op for op in d["portable_ops"])
+    assert any("constant method" in n for n in record.notes)
+    err = np.abs(run_all(runner, windows) - eager).max()
+    assert err <= 1e-4 * np.abs(eager).max(), f"fp32 max error {err:.2e} mm"
+
+
+def test_int8_is_smaller_delegated_and_close(lifter, artifacts):
+    _, _, windows, eager = lifter
+    path, record = artifacts["int8"]
+    assert path.stat().st_size < 0.5 * artifacts["fp32"][0].stat().st_size
+    d = record.details
+    assert d["quantize_ops"] > 0 and d["delegated_nodes"] > artifacts["fp32"][1].details["delegated_nodes"]
+    # KeepFloat: the normalizer and denormalizer run the same (fp32) portable ops in both programs.
+    assert d["portable_ops"] == artifacts["fp32"][1].details["portable_ops"]
+    runner = ExecuTorchRunner(path, threads=2, input_names=[FAM.input_name], output_names=[FAM.output_name])
+    diff = np.linalg.norm(run_all(runner, windows) - eager, axis=-1)  # per joint, mm
+    spread = np.linalg.norm(eager - eager.mean(0), axis=-1).mean()
+    assert diff.mean() < 0.05 * spread, f"int8 mean joint error {diff.mean():.2f} mm vs pose spread {spread:.1f} mm"
+
+
+def test_runner_threads_and_name_checks(artifacts, lifter):
+    from executorch.extension.pybindings import portable_lib
+
+    path = artifacts["fp32"][0]
+    one, two = ExecuTorchRunner(path, threads=1), ExecuTorchRunner(path, threads=2)
+    x = {FAM.input_name: lifter[2][:1]}
+    two.run(x)
+    assert portable_lib._threadpool_get_thread_count() == 2
+    one.run(x)  # the pool is process-global: each runner re-applies its own size
+    assert portable_lib._threadpool_get_thread_count() == 1
+    with pytest.raises(EdgecapError, match="input"):
+        ExecuTorchRunner(path, input_names=["a", "b"])
+    with pytest.raises(EdgecapError, match="shape"):
+        one.run({FAM.input_name: lifter[2][:1, :4]})
