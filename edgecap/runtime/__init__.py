@@ -19,7 +19,8 @@ class TorchRunner(Runner):
     format = "pytorch"
 
     def __init__(self, model: torch.nn.Module, input_names: list[str], output_names: list[str], threads: int | None = None):
-        self.model = model.eval()
+        # Graph modules from torch.export/PT2E refuse .eval(); they were exported in eval mode.
+        self.model = model if isinstance(model, torch.fx.GraphModule) else model.eval()
         self.input_names, self.output_names = list(input_names), list(output_names)
         if threads:
             torch.set_num_threads(threads)
