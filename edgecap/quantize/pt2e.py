@@ -46,11 +46,13 @@ class KeepFloat(Quantizer):
 
 
 def ptq_pt2e(model: torch.nn.Module, example_args: tuple, calibration: list[tuple], quantizer: Quantizer,
-             fold_quantize: bool = True) -> fx.GraphModule:
-    """Post-training quantization: export, insert observers, calibrate, convert."""
+             fold_quantize: bool = True, dynamic_batch: bool = False) -> fx.GraphModule:
+    """Post-training quantization: export, insert observers, calibrate, convert.
+    `dynamic_batch` keeps dim 0 free (for fast eager simulation; artifacts use static shapes)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    gm = torch.export.export(model.eval(), example_args).module()
+    dynamic = tuple({0: torch.export.Dim("batch", min=1, max=65536)} for _ in example_args) if dynamic_batch else None
+    gm = torch.export.export(model.eval(), example_args, dynamic_shapes=dynamic).module()
     gm = prepare_pt2e(gm, quantizer)
     with torch.no_grad():
         for args in calibration:

@@ -76,11 +76,12 @@ def _simulate_int8(family, run, export_model, calib, val, names, progress) -> di
     """Eager PT2E simulation with the XNNPACK scheme: the quantization error alone."""
     from edgecap.quantize.pt2e import ptq_pt2e, xnnpack_quantizer
 
-    example = tuple(torch.from_numpy(calib[0][n]) for n in names)
+    # Two rows, so torch.export does not specialise the dynamic batch dimension to 1.
+    example = tuple(torch.from_numpy(np.concatenate([calib[0][n], calib[-1][n]])) for n in names)
     sim = ptq_pt2e(export_model, example, [tuple(torch.from_numpy(c[n]) for n in names) for c in calib],
-                   xnnpack_quantizer(family.float_modules()))
+                   xnnpack_quantizer(family.float_modules()), dynamic_batch=True)
     runner = TorchRunner(sim, names, family.output_names(run.model))
-    return family.evaluate(batched(runner, 1), val, progress="int8 simulation" if progress else None)
+    return family.evaluate(batched(runner, None), val, progress="int8 simulation" if progress else None)
 
 
 def load_quantization(run_dir: Path, family, export_model: torch.nn.Module) -> tuple[dict, list[dict]]:
