@@ -41,7 +41,9 @@ def cmd_quantize(a) -> None:
     from edgecap.quantize.stage import quantize
 
     q = quantize(Path(a.run), method=a.method, calibration=a.calibration, qat_steps=a.qat_steps, progress=not a.quiet)
-    print(f"{q['method']}: int8 simulation {q['int8_simulated']} vs fp32 {q['fp32']}")
+    fmt = lambda m: ", ".join(f"{k} {v:.2f}" for k, v in m.items() if isinstance(v, float))  # noqa: E731
+    print(f"{q['method']} recipe written to {Path(a.run) / 'quantize'}\n  fp32:            {fmt(q['fp32'])}"
+          f"\n  int8 simulated:  {fmt(q['int8_simulated'])}")
 
 
 def cmd_export(a) -> None:
