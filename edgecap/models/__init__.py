@@ -1,17 +1,19 @@
-"""Model families by name: a plain dict, no import-time registration side effects."""
+"""Model families by name: a plain dict of "module:class", imported on first use (so
+`edgecap --help` stays fast and no family registers itself as an import side effect)."""
 
 from __future__ import annotations
 
+import importlib
+
 from edgecap import EdgecapError
+
+FAMILIES = {
+    "lifting": "edgecap.models.lifting:LiftingFamily",
+}
 
 
 def get_family(name: str):
-    # Imported lazily so `edgecap --help` stays fast and families stay independent.
-    if name == "lifting":
-        from edgecap.models.lifting import LiftingFamily
-
-        return LiftingFamily()
-    raise EdgecapError(f"unknown model {name!r}; available: {FAMILIES}")
-
-
-FAMILIES = ["lifting"]
+    if name not in FAMILIES:
+        raise EdgecapError(f"unknown model {name!r}; available: {sorted(FAMILIES)}")
+    module, cls = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)()

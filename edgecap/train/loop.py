@@ -113,7 +113,9 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
     if last is not None:
         state = load_checkpoint(last, model, optimizer)
         step = state["step"]
-        rng = restore_rng(state["rng"][ctx.rank] if ctx.rank < len(state["rng"]) else state["rng"][0])
+        # Rank 0 resumes its exact sampling stream; other ranks re-seed from (seed, rank, step)
+        # so that after a resume every rank still draws different batches.
+        rng = restore_rng(state["rng"]) if ctx.is_main else np.random.default_rng([tcfg.seed, ctx.rank, step])
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
     net = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
         if ctx.distributed else model
@@ -151,10 +153,10 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
                 with open(log_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
         if ctx.is_main and (step % tcfg.checkpoint_every == 0 or step == tcfg.steps):
-            rngs = [rng_state(rng)]  # DDP: each rank re-seeds from its own state; rank 0's is kept
             save_checkpoint(ckpt_root, step, model, optimizer,
-                            {"rng": rngs, "torch_rng": torch.get_rng_state().tolist()}, tcfg.keep_checkpoints)
-        distributed.barrier(ctx)
+                            {"rng": rng_state(rng), "torch_rng": torch.get_rng_state().tolist()}, tcfg.keep_checkpoints)
+        if step % tcfg.checkpoint_every == 0 or step % tcfg.eval_every == 0:
+            distributed.barrier(ctx)  # other ranks wait while rank 0 evaluates and saves
     bar.close()
     if not ctx.is_main:
         return {}
