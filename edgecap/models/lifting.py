@@ -250,6 +250,10 @@ class LiftingFamily:
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return torch.linalg.vector_norm(outputs.float() - targets, dim=-1).mean()  # MPJPE, mm
 
+    def training_loss(self, model: torch.nn.Module, batch: tuple[Arrays, np.ndarray], device: torch.device) -> torch.Tensor:
+        inputs, targets = batch
+        return self.loss(model(torch.from_numpy(inputs[self.input_name]).to(device)), torch.from_numpy(targets).to(device))
+
     def calibration_inputs(self, data: PoseWindows, count: int, seed: int = 0) -> list[Arrays]:
         rng = np.random.default_rng(seed)
         idx = rng.choice(len(data), size=min(count, len(data)), replace=False)

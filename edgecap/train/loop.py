@@ -128,10 +128,9 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
         net.train()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, tcfg)
-        inputs, targets = family.sample_batch(train_data, rng, tcfg.batch_size)
-        args = [torch.from_numpy(inputs[n]).to(ctx.device) for n in family.input_spec(run_cfg.model)]
+        batch = family.sample_batch(train_data, rng, tcfg.batch_size)
         with _autocast(ctx.device, tcfg.amp):
-            loss = family.loss(net(*args), torch.from_numpy(targets).to(ctx.device))
+            loss = family.training_loss(net, batch, ctx.device)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
