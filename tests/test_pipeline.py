@@ -101,3 +101,14 @@ def test_int8_export_needs_quantize_first(tiny_run, tmp_path):
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("quantize"))
     with pytest.raises(EdgecapError, match="run `edgecap quantize"):
         export(run, formats=["onnx"], precisions=["int8"], progress=False)
+
+
+def test_qat_recipe_flows_into_int8_export(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    recipe = quantize(run, method="qat", calibration=16, qat_steps=4, progress=False)
+    assert recipe["method"] == "qat" and (run / "quantize" / "qat.safetensors").exists()
+    manifest = export(run, formats=["onnx"], precisions=["int8"], progress=False)
+    assert manifest["artifacts"][0]["quantization"]["method"] == "qat"
+    quantize(run, method="ptq", calibration=16, progress=False)  # PTQ replaces the QAT weights
+    assert not (run / "quantize" / "qat.safetensors").exists()
