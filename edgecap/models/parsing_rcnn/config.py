@@ -1,12 +1,12 @@
 """Configuration of the Parsing R-CNN family: one frozen dataclass and the four presets of
 Table 4 of "Making DensePose Fast and Light" (Rakhimov et al., WACV 2021).
 
-| preset           | backbone       | neck        | box head        | dense head                   | dense RoI        | paper  |
-|------------------|----------------|-------------|-----------------|------------------------------|------------------|--------|
-| `densepose_rcnn` | ResNet-50      | FPN 256     | 2 FC 1024       | 8 conv 512                   | 14, RoIPool, P2-P5 | 59.73M |
-| `parsing_rcnn`   | ResNet-50      | FPN 256     | 2 FC 1024       | ASPP 256 + non-local + 4 conv 512 | 32, RoIPool, P2 | 54.36M |
-| `mobile_a`       | Single-Path NAS | FPN 256    | 2 conv 256      | ASPP + 4 conv 256            | 32, RoIAlign, P2 | 11.35M |
-| `mobile_b`       | Single-Path NAS | BiFPN 64   | 2 conv 64       | ASPP + 4 conv 64             | 32, RoIAlign, P2 | 3.35M  |
+| preset           | backbone        | neck      | box head   | DensePose head                    | dense RoI                | paper  |
+|------------------|-----------------|-----------|------------|-----------------------------------|--------------------------|--------|
+| `densepose_rcnn` | ResNet-50       | FPN 256   | 2 FC 1024  | 8 conv 512                        | 14x14, RoIPool, P2-P5    | 59.73M |
+| `parsing_rcnn`   | ResNet-50       | FPN 256   | 2 FC 1024  | ASPP 256 + non-local + 4 conv 512 | 32x32, RoIPool, P2       | 54.36M |
+| `mobile_a`       | Single-Path NAS | FPN 256   | 2 conv 256 | ASPP + 4 conv 256                 | 32x32, RoIAlign, P2      | 11.35M |
+| `mobile_b`       | Single-Path NAS | BiFPN 64  | 2 conv 64  | ASPP + 4 conv 64                  | 32x32, RoIAlign, P2      | 3.35M  |
 
 Channel decisions (checked by `python -m edgecap.models.parsing_rcnn.params`, all within 10%):
 - The paper's "512 channels" of the ResNet models are the DensePose head's width only. The FPN
@@ -19,7 +19,8 @@ Channel decisions (checked by `python -m edgecap.models.parsing_rcnn.params`, al
   everywhere, with one BiFPN layer (the authors' BiFPN has a single repeat).
 - The predictor is one 4x4 stride-2 transposed conv to 25 + 24 + 24 + 15 maps (the authors use
   four; same parameter count up to the U/V background channel they keep and we drop).
-- Measured: 59.8M (+0.1%), 54.6M (+0.4%), 11.9M (+5.2%), 3.29M (-1.7%).
+- Measured: 59.77M (+0.1%), 54.59M (+0.4%), 11.94M (+5.2%), 3.29M (-1.7%). Mobile (A) is the
+  loosest: FPN 256 (2.48M) and a 256-wide ASPP (2.23M) as in the authors' spnasnet_100 FPN config.
 
 Pooling: `dense_pooling` is the table's "Pooling" row and applies to the DensePose head. The box
 head always pools with multi-level RoIAlign (7x7, P2-P5): the static RoIPool of edgecap.models.ops
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 
 from edgecap import EdgecapError
 
-BIFPN_CHANNELS = (64, 88, 112, 256)  # EfficientDet D0/D1/D2-like widths and the FPN width
+BIFPN_CHANNELS = (64, 88, 112, 256)  # EfficientDet D0/D1/D2 widths and the usual FPN width
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class ParsingRCNNConfig:
         levels = list(self.dense_levels)
         if not levels or levels != list(range(levels[0], levels[0] + len(levels))) or levels[0] < 2 or levels[-1] > 5:
             raise EdgecapError(f"model.dense_levels must be consecutive levels within 2..5, got {self.dense_levels}")
+        if self.dense_non_local and (self.dense_head != "aspp" or self.dense_roi_size % 2):
+            raise EdgecapError("model.dense_non_local needs dense_head='aspp' and an even dense_roi_size "
+                               "(2x2 max-pooled keys)")
         if self.dense_head == "aspp" and len(self.dense_aspp_dilations) != 3:
             raise EdgecapError(f"model.dense_aspp_dilations needs 3 rates, got {self.dense_aspp_dilations}")
         if not 1 <= self.max_detections <= self.rpn_post_nms_topk <= self.rpn_pre_nms_topk:

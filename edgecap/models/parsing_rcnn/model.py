@@ -115,7 +115,7 @@ class RegionProposalNetwork(nn.Module):
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         objectness, deltas = self.outputs(features)
         top = objectness.topk(self.pre_nms_topk)
-        # index_select reads k rows (the only gathers in the detector besides Cluster-NMS's);
+        # index_select gathers the k chosen rows (as Cluster-NMS does for its scores);
         # a one-hot matmul would need a (k, A) matrix, 25M entries at 320x320.
         anchors = self.anchors.index_select(0, top.indices)
         boxes = clip_boxes(self.box_coder.decode(deltas.index_select(0, top.indices), anchors), self.image_max)
@@ -150,12 +150,17 @@ class ParsingRCNN(nn.Module):
         self.dense_pooler = dense_pooler or Pooler(cfg.dense_pooling, cfg.dense_roi_size,
                                                    PYRAMID_STRIDES[self.dense_level_slice], cfg.sampling_ratio)
         self.box_coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
-        self.box_nms = ClusterNMS(cfg.box_nms_iou, cfg.rpn_post_nms_topk, cfg.max_detections)
+        self.box_nms = ClusterNMS(cfg.box_nms_iou, rpn.nms.max_detections, cfg.max_detections)  # P -> D
         h, w = cfg.image_size
         self.register_buffer("image_max", torch.tensor([w, h, w, h], dtype=torch.float32), persistent=False)
 
     def input_spec(self) -> dict[str, TensorSpec]:
         return {"image": TensorSpec((1, 3) + self.config.image_size)}
+
+    def unshare(self) -> ParsingRCNN:
+        """Give each pyramid level its own RPN head copy (before PT2E int8; outputs unchanged)."""
+        self.rpn.head.unshare()
+        return self
 
     # -- pieces (also the training interface) ---------------------------------------------------
 
