@@ -20,12 +20,23 @@ from edgecap.runtime.validate import validate
 from edgecap.train.loop import train
 
 
-def config(model: str, overrides: list[str] | None = None):
-    """The default run config of `model` with `key=value` overrides applied (unknown keys fail)."""
+def config(model: str, overrides: list[str] | None = None, preset: str | None = None):
+    """The default run config of `model`, or of its named `preset` (e.g. parsing_rcnn "mobile_a"),
+    with `key=value` overrides applied (unknown keys fail)."""
+    import dataclasses
+
+    from edgecap import EdgecapError
     from edgecap.config import apply_overrides
     from edgecap.models import get_family
 
-    cfg = apply_overrides(get_family(model).run_config(), overrides or [])
+    family = get_family(model)
+    cfg = family.run_config()
+    if preset is not None:
+        presets = getattr(family, "presets", {})
+        if preset not in presets:
+            raise EdgecapError(f"unknown --config {preset!r} for {model}; available: {sorted(presets) or 'none'}")
+        cfg = dataclasses.replace(cfg, model=presets[preset])
+    cfg = apply_overrides(cfg, overrides or [])
     cfg.model.validate()
     return cfg
 

@@ -11,10 +11,10 @@ from edgecap import EdgecapError, __version__
 DEFAULT_RUN = "runs/{model}"
 
 
-def _run_config(model: str, overrides: list[str]):
+def _run_config(model: str, overrides: list[str], preset: str | None = None):
     from edgecap.api import config
 
-    return config(model, overrides)
+    return config(model, overrides, preset)
 
 
 def _csv(value: str) -> list[str]:
@@ -31,7 +31,7 @@ def _threads(value: str) -> tuple[int, ...]:
 def cmd_train(a) -> None:
     from edgecap.train.loop import train
 
-    result = train(a.model, _run_config(a.model, a.set), Path(a.out or DEFAULT_RUN.format(model=a.model)),
+    result = train(a.model, _run_config(a.model, a.set, a.config), Path(a.out or DEFAULT_RUN.format(model=a.model)),
                    progress=not a.quiet)
     for name, metrics in [("val", result["val"])] + list(result["baselines"].items()):
         print(f"{name:>10}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, float)))
@@ -113,7 +113,7 @@ def cmd_report(a) -> None:
 def cmd_pipeline(a) -> None:
     from edgecap.pipeline import run_pipeline
 
-    run_pipeline(a.model, _run_config(a.model, a.set), Path(a.out or DEFAULT_RUN.format(model=a.model)),
+    run_pipeline(a.model, _run_config(a.model, a.set, a.config), Path(a.out or DEFAULT_RUN.format(model=a.model)),
                  quant_method=a.quant, formats=_csv(a.formats) if a.formats else None, threads=a.threads,
                  progress=not a.quiet)
 
@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp = add(name, func, text, run_arg=False)
         sp.add_argument("model", help="model family, e.g. lifting")
         sp.add_argument("--out", help="run directory (default runs/MODEL)")
+        sp.add_argument("--config", help="named configuration, e.g. parsing_rcnn: densepose_rcnn, parsing_rcnn, "
+                                         "mobile_a, mobile_b (default)")
         sp.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. model.window=27 train.steps=500 data.source=h36m")
         if name == "pipeline":

@@ -9,6 +9,7 @@ from edgecap import EdgecapError
 
 FAMILIES = {
     "lifting": "edgecap.models.lifting:LiftingFamily",
+    "parsing_rcnn": "edgecap.models.parsing_rcnn.family:ParsingRCNNFamily",
 }
 
 

@@ -250,6 +250,9 @@ class LiftingFamily:
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return torch.linalg.vector_norm(outputs.float() - targets, dim=-1).mean()  # MPJPE, mm
 
+    def training_module(self, model: TemporalLifter, run: LiftingRun) -> torch.nn.Module:
+        return model
+
     def training_loss(self, model: torch.nn.Module, batch: tuple[Arrays, np.ndarray], device: torch.device) -> torch.Tensor:
         inputs, targets = batch
         return self.loss(model(torch.from_numpy(inputs[self.input_name]).to(device)), torch.from_numpy(targets).to(device))

@@ -117,8 +117,9 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
         # so that after a resume every rank still draws different batches.
         rng = restore_rng(state["rng"]) if ctx.is_main else np.random.default_rng([tcfg.seed, ctx.rank, step])
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-    net = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
-        if ctx.distributed else model
+    net = family.training_module(model, run_cfg)  # what DDP wraps: one forward returning the loss
+    if ctx.distributed:
+        net = DistributedDataParallel(net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     use_scaler = ctx.device.type == "cuda" and tcfg.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     log_path = run_dir / "train_log.jsonl"

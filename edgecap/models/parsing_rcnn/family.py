@@ -1,0 +1,272 @@
+"""The family contract (edgecap.models.base.ModelFamily) for Parsing R-CNN / DensePose R-CNN.
+
+Input `image`: float32 (1, 3, S, S), the RGB image letterboxed to S = model.input_size (scaled so
+its long side is S, padded right/bottom with zeros after normalisation) and normalised with
+IMAGE_MEAN / IMAGE_STD. Pre-processing stays outside the graph so the app can do it with the
+camera pipeline; the facts travel in every artifact's metadata.
+Outputs: ParsingRCNN.output_names, boxes in input (letterboxed) pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgecap import EdgecapError, __version__
+from edgecap.data.densepose_coco import DensePoseCOCO, DensePoseSample
+from edgecap.data.densepose_parts import PART_NAMES
+from edgecap.models.base import Arrays, Predictor, TensorSpec
+from edgecap.models.parsing_rcnn.config import PRESETS, ParsingRCNNConfig
+from edgecap.models.parsing_rcnn.losses import box_loss, densepose_loss, rpn_loss
+from edgecap.models.parsing_rcnn.model import ParsingRCNN, build_parsing_rcnn
+from edgecap.models.parsing_rcnn.targets import densepose_targets, rpn_targets, sample_proposals
+from edgecap.train.config import TrainConfig
+
+IMAGE_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, RGB in [0, 1]
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DensePoseDataConfig:
+    source: str = "synthetic"  # "synthetic" | "densepose_coco"
+    seed: int = 0
+    # synthetic: rendered once into cache_dir (default ~/.cache/edgecap/densepose), then read
+    # back through the DensePose-COCO loader like real data.
+    train_images: int = 2000
+    val_images: int = 100
+    max_people: int = 4
+    cache_dir: str = ""
+    # densepose_coco: densepose_coco_2014_*.json and the COCO image folders
+    train_json: str = ""
+    train_image_dir: str = ""
+    val_json: str = ""
+    val_image_dir: str = ""
+    # training
+    max_dense_rois: int = 16  # positive RoIs per image sent to the DensePose head
+
+
+@dataclass(frozen=True)
+class ParsingRun:
+    model: ParsingRCNNConfig = PRESETS["mobile_b"]
+    data: DensePoseDataConfig = DensePoseDataConfig()
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=2, lr=1e-3, warmup_steps=200, eval_every=500,
+                                     checkpoint_every=250)
+
+
+@dataclass
+class DensePoseSplit:
+    dataset: DensePoseCOCO
+    dp_scale: float  # dp_x/dp_y denominator of the annotations (synthetic: 256, DensePose-COCO: 255)
+    input_size: int  # model input side the images are letterboxed to
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """uint8 (H, W, 3) -> normalised float32 (1, 3, size, size), and the scale applied."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    if scale != 1.0:
+        image = np.asarray(Image.fromarray(image).resize((round(w * scale), round(h * scale)), Image.BILINEAR))
+    x = (image.astype(np.float32) / 255.0 - IMAGE_MEAN) / IMAGE_STD
+    out = np.zeros((1, 3, size, size), np.float32)
+    out[0, :, : x.shape[0], : x.shape[1]] = x.transpose(2, 0, 1)
+    return out, scale
+
+
+def read_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise EdgecapError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise EdgecapError(f"image {path} is corrupt or not an image: {e}") from None
+
+
+def _synthetic_split(cfg: DensePoseDataConfig, image_size: tuple[int, int], split: str) -> DensePoseSplit:
+    from edgecap.data.synthetic_densepose import write_synthetic_densepose
+
+    count = cfg.train_images if split == "train" else cfg.val_images
+    seed = cfg.seed * 2 + (split == "val")  # splits never share images
+    key = hashlib.sha1(json.dumps([seed, count, image_size, cfg.max_people]).encode()).hexdigest()[:12]
+    root = Path(cfg.cache_dir or Path.home() / ".cache" / "edgecap" / "densepose") / f"{split}-{key}"
+    if not (root / f"densepose_{split}.json").exists():
+        tmp = root.with_name(f".tmp-{root.name}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_synthetic_densepose(tmp, count, split, seed=seed, image_size=image_size, max_people=cfg.max_people)
+        shutil.rmtree(root, ignore_errors=True)
+        os.replace(tmp, root)  # a half-rendered set never looks complete
+    return DensePoseSplit(DensePoseCOCO(root / f"densepose_{split}.json", root / split), 256.0, image_size[0])
+
+
+class ParsingRCNNTrainer(nn.Module):
+    """forward(images, samples) -> total loss; wraps the model so DDP sees one forward."""
+
+    def __init__(self, model: ParsingRCNN, max_dense_rois: int):
+        super().__init__()
+        self.model, self.max_dense_rois = model, max_dense_rois
+        self.last_losses: dict[str, float] = {}
+
+    def forward(self, images: torch.Tensor, samples: list[tuple[DensePoseSample, float]]) -> torch.Tensor:
+        m = self.model
+        feats = m.features(images)
+        total, parts = images.new_zeros(()), {}
+        s = m.config.dense_output_size
+        for i, (sample, scale) in enumerate(samples):
+            f = [level[i : i + 1] for level in feats]
+            gt = torch.from_numpy(sample.boxes * scale)
+            objectness, deltas = m.rpn_outputs(f)
+            labels, reg = rpn_targets(m.anchors, gt)
+            losses = rpn_loss(objectness, deltas, labels, reg)
+            with torch.no_grad():
+                proposals, scores = m.proposals([x.detach() for x in f])
+            rois, labels, matched, reg = sample_proposals(proposals[scores > 0], gt)
+            losses.update(box_loss(*m.box_outputs(f, rois), labels, reg))
+            pos = torch.nonzero(labels == 1).flatten()[: self.max_dense_rois]
+            points = [torch.from_numpy(p * np.array([scale, scale, 1, 1, 1], np.float32)) for p in sample.points]
+            targets = densepose_targets(rois[pos], matched[pos], points, torch.from_numpy(sample.coarse_masks), gt, s,
+                                        gt_has_dp=torch.from_numpy(sample.has_dp))
+            dense = m.dense_outputs(f, rois[pos])
+            losses.update(densepose_loss(dense["part_logits"], dense["u"], dense["v"], dense["coarse_logits"], targets))
+            for k, v in losses.items():
+                total = total + v / len(samples)
+                parts[k] = parts.get(k, 0.0) + float(v) / len(samples)
+        self.last_losses = parts
+        return total
+
+
+class ParsingRCNNFamily:
+    name = "parsing_rcnn"
+    run_config = ParsingRun
+    presets = PRESETS
+    input_name = "image"
+
+    def build(self, cfg: ParsingRCNNConfig) -> ParsingRCNN:
+        return build_parsing_rcnn(cfg)
+
+    def export_form(self, model: ParsingRCNN) -> ParsingRCNN:
+        import copy
+
+        return copy.deepcopy(model).eval()
+
+    def input_spec(self, cfg: ParsingRCNNConfig) -> dict[str, TensorSpec]:
+        return {self.input_name: TensorSpec((1, 3, cfg.input_size, cfg.input_size))}
+
+    def output_names(self, cfg: ParsingRCNNConfig) -> list[str]:
+        return list(ParsingRCNN.output_names)
+
+    def metadata(self, cfg: ParsingRCNNConfig) -> dict[str, str]:
+        return {
+            "edgecap_version": __version__, "model": self.name, "preset": cfg.name,
+            "input_spec": f"image: float32[1,3,{cfg.input_size},{cfg.input_size}] RGB, letterboxed (long side "
+                          f"{cfg.input_size}, pad right/bottom), (x/255 - mean) / std",
+            "mean": json.dumps(IMAGE_MEAN), "std": json.dumps(IMAGE_STD),
+            "output_spec": f"boxes[{cfg.max_detections},4] xyxy input px, scores[{cfg.max_detections}] (0 = empty), "
+                           f"part_logits/u/v/coarse_logits [{cfg.max_detections},C,{cfg.dense_output_size},"
+                           f"{cfg.dense_output_size}] over each box",
+            "part_names": json.dumps(list(PART_NAMES)),
+            "max_detections": str(cfg.max_detections),
+        }
+
+    def float_modules(self) -> list[str]:
+        # Box decoding, NMS and RoI pooling break in int8 (export-probe.md).
+        return ["rpn.nms", "rpn.box_coder", "box_nms", "box_coder", "box_pooler", "dense_pooler"]
+
+    def tolerances(self) -> dict[str, dict]:
+        return {
+            "fp32": {"metrics": ["dp_AP", "box_AP"], "max_abs_delta": 0.001},
+            "int8": {"metrics": ["dp_AP", "box_AP"], "max_abs_delta": 0.01},
+        }
+
+    def load_split(self, run: ParsingRun, split: str) -> DensePoseSplit:
+        cfg = run.data
+        if split not in ("train", "val"):
+            raise EdgecapError(f"unknown split {split!r}; expected 'train' or 'val'")
+        if cfg.source == "synthetic":
+            return _synthetic_split(cfg, run.model.image_size, split)
+        if cfg.source == "densepose_coco":
+            json_path, image_dir = (cfg.train_json, cfg.train_image_dir) if split == "train" else (cfg.val_json, cfg.val_image_dir)
+            if not json_path or not image_dir:
+                raise EdgecapError(f"data.source=densepose_coco needs data.{split}_json and data.{split}_image_dir")
+            return DensePoseSplit(DensePoseCOCO(json_path, image_dir), 255.0, run.model.input_size)
+        raise EdgecapError(f"unknown data.source {cfg.source!r}; choose 'synthetic' or 'densepose_coco'")
+
+    def prepare_training(self, model: ParsingRCNN, train_data: DensePoseSplit) -> None:
+        if len(train_data.dataset) == 0:
+            raise EdgecapError(f"no training images in {train_data.dataset.json_path}")
+
+    def training_module(self, model: ParsingRCNN, run: ParsingRun) -> nn.Module:
+        return ParsingRCNNTrainer(model, run.data.max_dense_rois)
+
+    def sample_batch(self, data: DensePoseSplit, rng: np.random.Generator, batch_size: int):
+        idx = rng.integers(0, len(data.dataset), batch_size)
+        images, pairs = [], []
+        for i in idx:
+            sample = data.dataset[int(i)]
+            x, scale = letterbox(read_image(sample.image_path), data.input_size)
+            images.append(x)
+            pairs.append((sample, scale))
+        return np.concatenate(images), pairs
+
+    def training_loss(self, model: nn.Module, batch, device: torch.device) -> torch.Tensor:
+        images, pairs = batch
+        return model(torch.from_numpy(images).to(device), pairs)
+
+    def calibration_inputs(self, data: DensePoseSplit, count: int, seed: int = 0) -> list[Arrays]:
+        rng = np.random.default_rng(seed)
+        idx = rng.choice(len(data.dataset), size=min(count, len(data.dataset)), replace=False)
+        return [{self.input_name: letterbox(read_image(data.dataset[int(i)].image_path), data.input_size)[0]}
+                for i in idx]
+
+    def evaluate(self, predict: Predictor, data: DensePoseSplit, batch_size: int = 1, progress: str | None = None) -> dict:
+        from tqdm import tqdm
+
+        from edgecap.metrics.box_ap import box_ap
+        from edgecap.metrics.densepose import ChartGeodesics, densepose_ap
+        from edgecap.runtime.densepose_post import decode_detections
+
+        dets = []
+        for i in tqdm(range(len(data.dataset)), desc=progress, leave=False, disable=not progress):
+            sample = data.dataset[i]
+            x, scale = letterbox(read_image(sample.image_path), data.input_size)
+            outputs = predict({self.input_name: x})
+            for d in decode_detections(outputs, score_threshold=0.05):
+                x0, y0, x1, y1 = (float(c) / scale for c in d.box)
+                dets.append({"image_id": sample.image_id, "category_id": 1, "score": float(d.score),
+                             "bbox": [x0, y0, x1 - x0, y1 - y0], "I": d.I, "U": d.U, "V": d.V})
+        gt = data.dataset.coco.dataset
+        geodesics = ChartGeodesics()
+        boxes = box_ap(gt, [{k: v for k, v in d.items() if k not in "IUV"} for d in dets])
+        dp = densepose_ap(gt, dets, geodesics, dp_scale=data.dp_scale)
+        dpm = densepose_ap(gt, dets, geodesics, gpsm=True, dp_scale=data.dp_scale)
+        out = {f"box_{k}": v for k, v in boxes.items()}
+        out.update({f"dp_{k}": v for k, v in dp.items()})
+        out.update({f"dp_gpsm_{k}": v for k, v in dpm.items()})
+        out["images"] = len(data.dataset)
+        out["detections"] = len(dets)
+        return out
+
+    def baselines(self, run: ParsingRun, train_data: DensePoseSplit, val_data: DensePoseSplit) -> dict[str, dict]:
+        """The untrained model (same seed, no training) on the same validation set."""
+        from edgecap.runtime import TorchRunner
+
+        torch.manual_seed(run.train.seed)
+        untrained = self.build(run.model).eval()
+        runner = TorchRunner(untrained, [self.input_name], self.output_names(run.model))
+        return {"untrained": self.evaluate(runner.run, val_data)}
+
+    def check_inputs(self, cfg: ParsingRCNNConfig, arrays: Arrays, where: str) -> None:
+        from edgecap.runtime.checks import check_named_arrays
+
+        check_named_arrays(arrays, {self.input_name: self.input_spec(cfg)[self.input_name].shape}, where)
