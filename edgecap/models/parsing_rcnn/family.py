@@ -141,7 +141,7 @@ class ParsingRCNNTrainer(nn.Module):
             losses.update(densepose_loss(dense["part_logits"], dense["u"], dense["v"], dense["coarse_logits"], targets))
             for k, v in losses.items():
                 total = total + v / len(samples)
-                parts[k] = parts.get(k, 0.0) + float(v) / len(samples)
+                parts[k] = parts.get(k, 0.0) + float(v.detach()) / len(samples)
         self.last_losses = parts
         return total
 
