@@ -68,8 +68,6 @@ def cmd_bench(a) -> None:
 
 
 def cmd_predict(a) -> None:
-    import numpy as np
-
     from edgecap.export.stage import load_manifest, verify_artifact
     from edgecap.runs import load_trained_model
     from edgecap.runtime import CheckedRunner, TorchRunner, open_runner
@@ -86,21 +84,16 @@ def cmd_predict(a) -> None:
         runner = TorchRunner(family.export_form(model), names, outs)
     spec = {n: s.shape for n, s in family.input_spec(run.model).items()}
     runner = CheckedRunner(runner, spec, f"{a.input}")
-    try:
-        data = np.load(a.input, allow_pickle=False)
-    except FileNotFoundError:
-        raise EdgecapError(f"input file not found: {a.input}") from None
-    except (ValueError, OSError) as e:
-        raise EdgecapError(f"input file {a.input} is corrupt or not a .npy array: {e}") from None
-    if not isinstance(data, np.ndarray):
-        raise EdgecapError(f"input file {a.input} must be a single .npy array, not an .npz archive")
-    result = family.predict_sequence(runner, run.model, data.astype(np.float32))
-    from edgecap.io import atomic_path
+    print(family.predict_file(runner, run.model, Path(a.input), Path(a.output)))
 
-    with atomic_path(Path(a.output)) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, result)
-    print(f"wrote {a.output}: {result.shape} ({runner.format})")
+
+def cmd_params(a) -> None:
+    from edgecap.models import get_family
+
+    family = get_family(a.model)
+    if not hasattr(family, "parameter_table"):
+        raise EdgecapError(f"{a.model} has no configuration table")
+    print(family.parameter_table())
 
 
 def cmd_report(a) -> None:
@@ -161,10 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--runs", type=int, default=200, help="minimum timed runs per measurement (default 200)")
     sp.add_argument("--target", default="host", help="where to run: host (default)")
 
-    sp = add("predict", cmd_predict, "Run a model or artifact over an input file (lifting: a (frames, J, 3) .npy).")
-    sp.add_argument("--input", required=True, help="input .npy, e.g. 2D keypoints (frames, J, 3) = x_px, y_px, validity")
-    sp.add_argument("--output", required=True, help="output .npy, e.g. 3D joints (frames, J, 3) in mm")
+    sp = add("predict", cmd_predict, "Run a model or artifact over an input file (lifting: a (frames, J, 3) .npy "
+                                     "-> .npy of 3D joints; parsing_rcnn: an image -> IUV .png + contour drawing).")
+    sp.add_argument("--input", required=True, help="lifting: .npy of 2D keypoints (frames, J, 3) = x_px, y_px, "
+                                                    "validity; parsing_rcnn: an RGB image")
+    sp.add_argument("--output", required=True, help="lifting: .npy of 3D joints (frames, J, 3) in mm; parsing_rcnn: "
+                                                     "IUV .png (the contour drawing goes beside it, *_contours.png)")
     sp.add_argument("--artifact", help="artifact name from the manifest (default: PyTorch eager)")
+
+    sp = add("params", cmd_params, "Print the parameter table of a model's configurations.", run_arg=False)
+    sp.add_argument("model", help="model family, e.g. parsing_rcnn")
 
     add("report", cmd_report, "Write report.json, report.md and the latency-accuracy plot.")
     return p

@@ -13,6 +13,7 @@ def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = 
                  formats: list[str] | None = None, threads: tuple[int, ...] = (1, 2), progress: bool = True,
                  say=print) -> dict:
     from edgecap.export.stage import export
+    from edgecap.models import get_family
     from edgecap.quantize.stage import quantize
     from edgecap.report import build_report
     from edgecap.runtime.bench import bench, format_table as bench_table
@@ -34,6 +35,11 @@ def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = 
     result = stage("train", train, family_name, run_cfg, out, progress=progress)
     say(f"val: {_fmt(result.get('val', {}))}; baselines: "
         + "; ".join(f"{k}: {_fmt(v)}" for k, v in result.get("baselines", {}).items()))
+    if not getattr(get_family(family_name), "exportable", True):
+        # Training already validated the model in PyTorch (model.json); the report closes the run.
+        stage("report", build_report, out)
+        say(f"{family_name}: no export path yet; stopped after validation in PyTorch. report: {out / 'report.md'}")
+        return timings
     stage("quantize", quantize, out, method=quant_method, progress=progress)
     stage("export", export, out, formats=formats, progress=progress)
     failed = None

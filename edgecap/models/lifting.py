@@ -294,12 +294,25 @@ class LiftingFamily:
             "int8": {"metrics": ["mpjpe_mm", "p_mpjpe_mm"], "max_rel_delta": 0.02},
         }
 
-    def predict_sequence(self, runner, cfg: LiftingConfig, keypoints: np.ndarray) -> np.ndarray:
-        """Stream one sequence (F, J, 3) of pixel keypoints + validity through `runner`."""
+    def predict_file(self, runner, cfg: LiftingConfig, input_path, output_path) -> str:
+        """Stream a (F, J, 3) .npy of pixel keypoints + validity; write (F, J, 3) mm as .npy."""
+        from edgecap.io import atomic_path
         from edgecap.runtime.streaming import StreamingLifter
 
+        try:
+            keypoints = np.load(input_path, allow_pickle=False)
+        except FileNotFoundError:
+            raise EdgecapError(f"input file not found: {input_path}") from None
+        except (ValueError, OSError) as e:
+            raise EdgecapError(f"input file {input_path} is corrupt or not a .npy array: {e}") from None
+        if not isinstance(keypoints, np.ndarray):
+            raise EdgecapError(f"input file {input_path} must be a single .npy array, not an .npz archive")
         j = get_skeleton(cfg.skeleton).num_joints
         if keypoints.ndim != 3 or keypoints.shape[1:] != (j, 3):
             raise EdgecapError(f"keypoints have shape {keypoints.shape}, expected (frames, {j}, 3) "
                                f"= (x_px, y_px, validity) for the {cfg.skeleton} skeleton")
-        return StreamingLifter(runner, cfg.window, j, cfg.target).run_sequence(keypoints)
+        poses = StreamingLifter(runner, cfg.window, j, cfg.target).run_sequence(keypoints.astype(np.float32))
+        with atomic_path(output_path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, poses)
+        return f"wrote {output_path}: {poses.shape} ({runner.format})"

@@ -9,6 +9,7 @@ Outputs: ParsingRCNN.output_names, boxes in input (letterboxed) pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -148,6 +149,7 @@ class ParsingRCNNTrainer(nn.Module):
 
 class ParsingRCNNFamily:
     name = "parsing_rcnn"
+    exportable = False  # quantize/export/bench on phones arrive with the mobile-export issue
     run_config = ParsingRun
     presets = PRESETS
     input_name = "image"
@@ -265,6 +267,31 @@ class ParsingRCNNFamily:
         untrained = self.build(run.model).eval()
         runner = TorchRunner(untrained, [self.input_name], self.output_names(run.model))
         return {"untrained": self.evaluate(runner.run, val_data)}
+
+    def predict_file(self, runner, cfg: ParsingRCNNConfig, input_path: Path, output_path: Path,
+                     score_threshold: float = 0.5) -> str:
+        """Image -> IUV image (DensePose convention: I, U*255, V*255) at `output_path` and the
+        Figure-11 style U/V contour drawing beside it (`*_contours.png`)."""
+        from PIL import Image
+
+        from edgecap.io import atomic_path
+        from edgecap.runtime.densepose_post import decode_detections, draw_iuv_contours, paste_iuv
+
+        image = read_image(input_path)
+        x, scale = letterbox(image, cfg.input_size)
+        dets = decode_detections(runner.run({self.input_name: x}), score_threshold)
+        dets = [dataclasses.replace(d, box=np.asarray(d.box) / scale) for d in dets]
+        iuv, _ = paste_iuv(dets, image.shape[:2])
+        with atomic_path(Path(output_path), suffix=".png") as tmp:
+            Image.fromarray(iuv).save(tmp, format="PNG")
+        contours = Path(output_path).with_name(Path(output_path).stem + "_contours.png")
+        draw_iuv_contours(image, iuv, contours, title=f"{cfg.name}: {len(dets)} people")
+        return f"wrote {output_path} and {contours}: {len(dets)} people (score >= {score_threshold}, {runner.format})"
+
+    def parameter_table(self) -> str:
+        from edgecap.models.parsing_rcnn.params import format_table, parameter_table
+
+        return format_table(parameter_table())
 
     def check_inputs(self, cfg: ParsingRCNNConfig, arrays: Arrays, where: str) -> None:
         from edgecap.runtime.checks import check_named_arrays

@@ -1,0 +1,62 @@
+"""The Parsing R-CNN family through the shared stages: train, resume, predict, pipeline."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import load_file
+
+from edgecap import EdgecapError, api
+from edgecap.cli import main
+from edgecap.train.loop import train
+
+SMALL = ["data.train_images=6", "data.val_images=2", "data.max_people=2", "train.batch_size=1",
+         "train.eval_every=100", "train.checkpoint_every=2", "train.warmup_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("dp_cache"))
+
+
+def config(cache, steps):
+    return api.config("parsing_rcnn", SMALL + [f"data.cache_dir={cache}", f"train.steps={steps}"], preset="mobile_b")
+
+
+def test_resume_continues_exactly(tmp_path, cache):
+    train("parsing_rcnn", config(cache, 4), tmp_path / "straight", progress=False)
+    train("parsing_rcnn", config(cache, 2), tmp_path / "resumed", progress=False)
+    train("parsing_rcnn", config(cache, 4), tmp_path / "resumed", progress=False)
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    spec = json.loads((tmp_path / "straight" / "model.json").read_text())
+    for key in ("box_AP", "dp_AP", "dp_gpsm_AP"):
+        assert key in spec["val"] and key in spec["baselines"]["untrained"]
+
+
+def test_predict_writes_iuv_and_contours(tmp_path, cache, capsys):
+    run = tmp_path / "run"
+    train("parsing_rcnn", config(cache, 1), run, progress=False)
+    image = np.asarray(Image.open(next(Path(cache).rglob("*.jpg"))))  # a synthetic image
+    Image.fromarray(image).save(tmp_path / "in.png")
+    code = main(["predict", str(run), "--input", str(tmp_path / "in.png"), "--output", str(tmp_path / "iuv.png")])
+    assert code == 0 and "wrote" in capsys.readouterr().out
+    iuv = np.asarray(Image.open(tmp_path / "iuv.png"))
+    assert iuv.shape == image.shape and iuv[..., 0].max() <= 24
+    assert np.asarray(Image.open(tmp_path / "iuv_contours.png")).shape[:2] == image.shape[:2]
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert main(["predict", str(run), "--input", str(tmp_path / "bad.png"), "--output", str(tmp_path / "x.png")]) == 2
+    assert "corrupt or not an image" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+
+
+def test_pipeline_stops_after_pytorch_validation(tmp_path, cache):
+    api.pipeline("parsing_rcnn", config(cache, 1), tmp_path / "run", progress=False, say=lambda *_: None)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["training"]["val"]["images"] == 2 and report["export"] is None
+
+
+def test_unknown_config_name():
+    with pytest.raises(EdgecapError, match="unknown --config 'mobile_c'"):
+        api.config("parsing_rcnn", preset="mobile_c")
