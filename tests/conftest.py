@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pytest
+import torch
 
 from edgecap.config import apply_overrides
 from edgecap.models import get_family
@@ -22,3 +26,47 @@ def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tiny_run")
     train("lifting", tiny_config(), run_dir, progress=False)
     return run_dir
+
+
+@dataclass
+class SmallLifter:
+    """A small lifter trained for 100 steps: export-form model, data, eval windows, eager outputs."""
+
+    model: torch.nn.Module
+    train: object
+    val: object
+    windows: np.ndarray  # (B, T, J, 3) validation windows
+    targets: np.ndarray  # (B, J, 3) their ground truth
+    eager: np.ndarray  # (B, J, 3) the model's outputs on them
+    calibration: list  # 64 calibration inputs from the training windows
+
+
+@pytest.fixture(scope="session")
+def small_lifter() -> SmallLifter:
+    from edgecap.data.motion import MotionDataConfig
+    from edgecap.models.lifting import LiftingConfig, LiftingFamily, LiftingRun
+
+    fam = LiftingFamily()
+    run = LiftingRun(model=LiftingConfig(hidden=64, blocks=1),
+                     data=MotionDataConfig(train_sequences=24, val_sequences=4, frames=60))
+    train, val = fam.load_split(run, "train"), fam.load_split(run, "val")
+    torch.manual_seed(0)
+    model = fam.build(run.model)
+    fam.prepare_training(model, train)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    rng = np.random.default_rng(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: 2 threads on a busy 2-core host are much slower
+    try:
+        for _ in range(100):
+            loss = fam.training_loss(model, fam.sample_batch(train, rng, 128), torch.device("cpu"))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    model = fam.export_form(model)
+    windows, targets = val.windows(np.arange(0, len(val), 6))
+    with torch.no_grad():
+        eager = model(torch.from_numpy(windows)).numpy()
+    return SmallLifter(model, train, val, windows, targets, eager, fam.calibration_inputs(train, 64, seed=0))

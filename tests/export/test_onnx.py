@@ -22,30 +22,9 @@ RUN = LiftingRun(
 
 
 @pytest.fixture(scope="module")
-def lifter():
-    """(export-form model, calibration windows, eval windows (B,T,J,3), eager outputs)."""
-    train, val = FAM.load_split(RUN, "train"), FAM.load_split(RUN, "val")
-    torch.manual_seed(0)
-    model = FAM.build(RUN.model)
-    FAM.prepare_training(model, train)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    rng = np.random.default_rng(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny batches: 2 threads on a busy 2-core host are ~50x slower
-    try:
-        for _ in range(100):
-            x, y = FAM.sample_batch(train, rng, 128)
-            loss = FAM.loss(model(torch.from_numpy(x[FAM.input_name])), torch.from_numpy(y))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    model = FAM.export_form(model)
-    windows = val.windows(np.arange(0, len(val), 6))[0]
-    with torch.no_grad():
-        eager = model(torch.from_numpy(windows)).numpy()
-    return model, FAM.calibration_inputs(train, 64, seed=0), windows, eager
+def lifter(small_lifter):
+    """(export-form model, calibration inputs, eval windows (B,T,J,3), eager outputs)."""
+    return small_lifter.model, small_lifter.calibration, small_lifter.windows, small_lifter.eager
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 
 from edgecap import EdgecapError
-from edgecap.data.synthetic_motion import generate_motion
-from edgecap.data.windows import PoseWindows
 from edgecap.export.base import ExportRequest
 from edgecap.export.tflite import export_tflite, read_tflite_metadata, tflite_op_stats
 from edgecap.models.lifting import LiftingConfig, LiftingFamily
@@ -19,33 +16,9 @@ CFG = LiftingConfig(hidden=64, blocks=1)
 
 
 @pytest.fixture(scope="module")
-def lifter():
+def lifter(small_lifter):
     """(export-form model, calibration inputs, eval windows (B,T,J,3), eager outputs)."""
-    seqs = generate_motion(28, frames=60, seed=0)
-    kps, gts = list(seqs.keypoints_2d), list(seqs.joints_3d_mm)
-    train = PoseWindows.from_sequences(kps[:24], gts[:24], CFG.window, CFG.target)
-    val = PoseWindows.from_sequences(kps[24:], gts[24:], CFG.window, CFG.target)
-    torch.manual_seed(0)
-    model = FAM.build(CFG)
-    model.set_pose_statistics(torch.from_numpy(train.target_poses()))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    rng = np.random.default_rng(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny batches run much faster on one thread of a busy 2-core host
-    try:
-        for _ in range(100):
-            x, y = FAM.sample_batch(train, rng, 128)
-            loss = FAM.loss(model(torch.from_numpy(x[FAM.input_name])), torch.from_numpy(y))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    model = FAM.export_form(model)
-    windows = val.windows(np.arange(0, len(val), 6))[0]
-    with torch.no_grad():
-        eager = model(torch.from_numpy(windows)).numpy()
-    return model, FAM.calibration_inputs(train, 64, seed=0), windows, eager
+    return small_lifter.model, small_lifter.calibration, small_lifter.windows, small_lifter.eager
 
 
 def request(lifter, precision, **overrides):

@@ -20,26 +20,10 @@ RUN = LiftingRun(
 
 
 @pytest.fixture(scope="module")
-def setup():
-    """(export-form model, train windows, eval windows (B,T,J,3), eager outputs)."""
-    train, val = FAM.load_split(RUN, "train"), FAM.load_split(RUN, "val")
-    torch.manual_seed(0)
-    model = FAM.build(RUN.model)
-    FAM.prepare_training(model, train)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    rng = np.random.default_rng(0)
-    with one_thread():
-        for _ in range(100):
-            x, y = FAM.sample_batch(train, rng, 128)
-            loss = FAM.loss(model(torch.from_numpy(x[FAM.input_name])), torch.from_numpy(y))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model = FAM.export_form(model)
-    windows, targets = (torch.from_numpy(a) for a in val.windows(np.arange(0, len(val), 6)))
-    with torch.no_grad():
-        eager = model(windows)
-    return model, train, windows, targets, eager
+def setup(small_lifter):
+    """(export-form model, train windows, eval windows (B,T,J,3), targets, eager outputs) as tensors."""
+    s = small_lifter
+    return s.model, s.train, torch.from_numpy(s.windows), torch.from_numpy(s.targets), torch.from_numpy(s.eager)
 
 
 @contextmanager
