@@ -52,12 +52,17 @@ def _plot(run_dir: Path, report: dict) -> str | None:
     import matplotlib.pyplot as plt
 
     metric = report["validation"]["tolerances"]["fp32"]["metrics"][0]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, ms, value in points:
-        marker = "s" if "int8" in name else ("*" if name == "pytorch_fp32" else "o")
-        ax.scatter(ms, value, marker=marker, s=60)
-        ax.annotate(name, (ms, value), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, ms, value in points:  # a legend, not labels: fp32 points sit on top of each other
+        marker = "*" if name == "pytorch_fp32" else ("s" if "int8" in name else "o")
+        ax.scatter(ms, value, marker=marker, s=90 if marker == "*" else 55, alpha=0.85, label=name)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xlabel(f"p50 latency per inference, {min(report['bench']['threads'])} thread (ms, log)")
     ax.set_ylabel(metric.replace("_mm", " (mm)"))
     ax.set_title(f"{report['run']['family']}: latency vs accuracy on {report['bench']['target']}")

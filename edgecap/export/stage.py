@@ -14,7 +14,6 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from edgecap import EdgecapError, __version__
