@@ -87,6 +87,19 @@ def cmd_predict(a) -> None:
     print(family.predict_file(runner, run.model, Path(a.input), Path(a.output)))
 
 
+def cmd_evaluate(a) -> None:
+    from edgecap.io import write_json
+    from edgecap.runs import load_trained_model
+    from edgecap.runtime import TorchRunner, batched
+
+    family, run, model = load_trained_model(Path(a.run))
+    runner = TorchRunner(family.export_form(model), list(family.input_spec(run.model)), family.output_names(run.model))
+    data = family.load_split(run, "val")
+    metrics = family.evaluate(batched(runner, None), data, progress=None if a.quiet else "evaluate")
+    write_json(Path(a.run) / "evaluate.json", {"family": family.name, "model": "pytorch_fp32", "val": metrics})
+    print("\n".join(f"{k:>16}: {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+
+
 def cmd_params(a) -> None:
     from edgecap.models import get_family
 
@@ -161,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--output", required=True, help="lifting: .npy of 3D joints (frames, J, 3) in mm; parsing_rcnn: "
                                                      "IUV .png (the contour drawing goes beside it, *_contours.png)")
     sp.add_argument("--artifact", help="artifact name from the manifest (default: PyTorch eager)")
+
+    add("evaluate", cmd_evaluate, "Task metrics of the trained PyTorch model on the validation set (evaluate.json).")
 
     sp = add("params", cmd_params, "Print the parameter table of a model's configurations.", run_arg=False)
     sp.add_argument("model", help="model family, e.g. parsing_rcnn")

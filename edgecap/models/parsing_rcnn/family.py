@@ -235,7 +235,7 @@ class ParsingRCNNFamily:
         from tqdm import tqdm
 
         from edgecap.metrics.box_ap import box_ap
-        from edgecap.metrics.densepose import ChartGeodesics, densepose_ap
+        from edgecap.metrics.densepose import PAPER_KAPPA, SMPL_PART_KAPPA, ChartGeodesics, densepose_ap
         from edgecap.runtime.densepose_post import decode_detections
 
         dets = []
@@ -248,10 +248,15 @@ class ParsingRCNNFamily:
                 dets.append({"image_id": sample.image_id, "category_id": 1, "score": float(d.score),
                              "bbox": [x0, y0, x1 - x0, y1 - y0], "I": d.I, "U": d.U, "V": d.V})
         gt = data.dataset.coco.dataset
-        geodesics = ChartGeodesics()
+        # Synthetic bodies: chart geodesics with DensePose's single kappa = 0.255 (the per-part
+        # kappas are SMPL statistics). DensePose-COCO would use TableGeodesics and per-part kappas.
+        geodesics, kappa = (ChartGeodesics(), PAPER_KAPPA) if data.dp_scale == 256.0 else (None, SMPL_PART_KAPPA)
+        if geodesics is None:
+            raise EdgecapError("DensePose AP on DensePose-COCO needs the official geodesic tables "
+                               "(TableGeodesics.from_files); pass them via the metrics API")
         boxes = box_ap(gt, [{k: v for k, v in d.items() if k not in "IUV"} for d in dets])
-        dp = densepose_ap(gt, dets, geodesics, dp_scale=data.dp_scale)
-        dpm = densepose_ap(gt, dets, geodesics, gpsm=True, dp_scale=data.dp_scale)
+        dp = densepose_ap(gt, dets, geodesics, kappa=kappa, dp_scale=data.dp_scale)
+        dpm = densepose_ap(gt, dets, geodesics, kappa=kappa, gpsm=True, dp_scale=data.dp_scale)
         out = {f"box_{k}": v for k, v in boxes.items()}
         out.update({f"dp_{k}": v for k, v in dp.items()})
         out.update({f"dp_gpsm_{k}": v for k, v in dpm.items()})
