@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgecap import EdgecapError
+
 Arrays = dict[str, np.ndarray]
 
 
@@ -32,6 +34,22 @@ class ExportRequest:
 
     def example_args(self) -> tuple[torch.Tensor, ...]:
         return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in self.example_inputs.values())
+
+    def check_calibration(self) -> list[Arrays]:
+        """The calibration inputs, after checking each has the example's names and shapes."""
+        from edgecap.runtime.checks import check_named_arrays
+
+        if not self.calibration:
+            raise EdgecapError(f"int8 export of {type(self.model).__name__} needs calibration inputs; the request has none")
+        shapes = {n: a.shape for n, a in self.example_inputs.items()}
+        for i, sample in enumerate(self.calibration):
+            check_named_arrays(sample, shapes, f"calibration sample {i}")
+        return self.calibration
+
+    def calibration_args(self) -> list[tuple[torch.Tensor, ...]]:
+        """Checked calibration inputs as tensor tuples in input order (for PT2E)."""
+        return [tuple(torch.from_numpy(np.ascontiguousarray(s[n], dtype=np.float32)) for n in self.example_inputs)
+                for s in self.check_calibration()]
 
 
 @dataclass

@@ -21,7 +21,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from edgecap import EdgecapError
@@ -82,30 +81,12 @@ def _stage(what: str, fn):
 
 
 def _quantize_pt2e(model: torch.nn.Module, req: ExportRequest) -> tuple[torch.nn.Module, dict]:
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from edgecap.quantize.pt2e import ptq_pt2e, xnnpack_quantizer
 
-    from edgecap.quantize.pt2e import KeepFloat
-
-    names = list(req.example_inputs)
-    if not req.calibration:
-        raise EdgecapError("ExecuTorch int8 export needs calibration inputs (req.calibration is empty)")
-    for i, sample in enumerate(req.calibration):
-        if sorted(sample) != sorted(names):
-            raise EdgecapError(f"ExecuTorch int8: calibration sample {i} has inputs {sorted(sample)}, expected {names}")
     name = type(req.model).__name__
-    quantizer = KeepFloat(
-        XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)), req.float_modules
-    )
-    gm = _stage(f"torch.export of {name}", lambda: torch.export.export(model, req.example_args()).module())
-    gm = _stage(f"prepare_pt2e of {name}", lambda: prepare_pt2e(gm, quantizer))
-    with torch.no_grad():
-        for sample in req.calibration:
-            gm(*(torch.from_numpy(np.ascontiguousarray(sample[n], dtype=np.float32)) for n in names))
-    gm = _stage(f"convert_pt2e of {name}", lambda: convert_pt2e(gm))
+    calibration = req.calibration_args()
+    gm = _stage(f"PT2E quantization of {name}",
+                lambda: ptq_pt2e(model, req.example_args(), calibration, xnnpack_quantizer(req.float_modules)))
     ops = Counter(getattr(n.target, "__name__", str(n.target)) for n in gm.graph.nodes if n.op == "call_function")
     quant = sum(c for op, c in ops.items() if op.startswith("quantize_per_"))
     dequant = sum(c for op, c in ops.items() if op.startswith("dequantize_per_"))

@@ -38,7 +38,7 @@ def export_onnx(req: ExportRequest, out: Path) -> ArtifactRecord:
     if req.precision not in ("fp32", "int8"):
         raise EdgecapError(f"ONNX export: precision must be 'fp32' or 'int8', got {req.precision!r}")
     if req.precision == "int8":
-        _check_calibration(req)  # before the slow export
+        req.check_calibration()  # before the slow export
     model = _export_fp32(req)
     details: dict = {}
     if req.precision == "int8":
@@ -68,15 +68,6 @@ def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
     del model.metadata_props[:]
     for key, value in metadata.items():
         model.metadata_props.add(key=str(key), value=str(value))
-
-
-def _check_calibration(req: ExportRequest) -> None:
-    if not req.calibration:
-        raise EdgecapError("ONNX int8 export needs calibration inputs (req.calibration is empty)")
-    names = sorted(req.example_inputs)
-    for i, sample in enumerate(req.calibration):
-        if sorted(sample) != names:
-            raise EdgecapError(f"ONNX int8: calibration sample {i} has inputs {sorted(sample)}, expected {names}")
 
 
 def _export_fp32(req: ExportRequest) -> onnx.ModelProto:

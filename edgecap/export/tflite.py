@@ -23,12 +23,10 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 from litert_torch.quantize.quant_config import QuantConfig
-from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
 from edgecap import EdgecapError
 from edgecap.export.base import ArtifactRecord, ExportRequest
-from edgecap.quantize.pt2e import KeepFloat
-from edgecap.runtime.checks import check_named_arrays
+from edgecap.quantize.pt2e import KeepFloat, ptq_pt2e
 from edgecap.runtime.tflite import METADATA_NAME, TFLiteRunner, read_tflite_metadata
 
 __all__ = ["export_tflite", "read_tflite_metadata", "tflite_op_stats"]
@@ -113,21 +111,14 @@ def export_tflite(req: ExportRequest, out: Path) -> ArtifactRecord:
 
 
 def _convert_int8(req: ExportRequest, model: torch.nn.Module, args: tuple) -> litert_torch.model.LiteRTModel:
-    if not req.calibration:
-        raise EdgecapError("LiteRT int8 export needs calibration inputs; the request has none")
     known = dict(model.named_modules())
     missing = [m for m in req.float_modules if m not in known]
     if missing:
         raise EdgecapError(f"float_modules {missing} are not submodules of {type(model).__name__}")
     base = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    # KeepFloat instead of base.set_module_name(..., None), which is a no-op on torch 2.13 (item 10).
-    gm = prepare_pt2e(torch.export.export(model, args).module(), KeepFloat(base, req.float_modules))
-    shapes = {name: a.shape for name, a in req.example_inputs.items()}
-    with torch.no_grad():
-        for i, sample in enumerate(req.calibration):
-            check_named_arrays(sample, shapes, f"calibration sample {i}")
-            gm(*(torch.from_numpy(np.ascontiguousarray(sample[n], dtype=np.float32)) for n in shapes))
-    gm = convert_pt2e(gm, fold_quantize=False)  # folded int8 weights fail to lower (item 13)
+    # KeepFloat instead of base.set_module_name(..., None), which is a no-op on torch 2.13 (item 10);
+    # unfolded weights: folded int8 weights fail to lower (item 13).
+    gm = ptq_pt2e(model, args, req.calibration_args(), KeepFloat(base, req.float_modules), fold_quantize=False)
     # The graph was exported from an eval-mode model; exported modules refuse .eval(), so clear the
     # flag litert_torch reads for its "converted in training mode" warning.
     gm.training = False
