@@ -70,3 +70,9 @@ def small_lifter() -> SmallLifter:
     with torch.no_grad():
         eager = model(torch.from_numpy(windows)).numpy()
     return SmallLifter(model, train, val, windows, targets, eager, fam.calibration_inputs(train, 64, seed=0))
+
+
+@pytest.fixture(scope="session")
+def lifter(small_lifter):
+    """(export-form model, calibration inputs, eval windows (B,T,J,3), eager outputs)."""
+    return small_lifter.model, small_lifter.calibration, small_lifter.windows, small_lifter.eager

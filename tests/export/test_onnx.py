@@ -22,12 +22,6 @@ RUN = LiftingRun(
 
 
 @pytest.fixture(scope="module")
-def lifter(small_lifter):
-    """(export-form model, calibration inputs, eval windows (B,T,J,3), eager outputs)."""
-    return small_lifter.model, small_lifter.calibration, small_lifter.windows, small_lifter.eager
-
-
-@pytest.fixture(scope="module")
 def artifacts(lifter, tmp_path_factory):
     model, calib, windows, _ = lifter
     out = {}

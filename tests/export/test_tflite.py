@@ -15,12 +15,6 @@ FAM = LiftingFamily()
 CFG = LiftingConfig(hidden=64, blocks=1)
 
 
-@pytest.fixture(scope="module")
-def lifter(small_lifter):
-    """(export-form model, calibration inputs, eval windows (B,T,J,3), eager outputs)."""
-    return small_lifter.model, small_lifter.calibration, small_lifter.windows, small_lifter.eager
-
-
 def request(lifter, precision, **overrides):
     model, calib, windows, _ = lifter
     fields = dict(
