@@ -33,6 +33,8 @@ def cmd_train(a) -> None:
 
     result = train(a.model, _run_config(a.model, a.set, a.config), Path(a.out or DEFAULT_RUN.format(model=a.model)),
                    progress=not a.quiet)
+    if not result:  # a non-zero DDP rank: rank 0 reports
+        return
     for name, metrics in [("val", result["val"])] + list(result["baselines"].items()):
         print(f"{name:>10}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, float)))
 
