@@ -85,3 +85,11 @@ def test_predict_bad_inputs(capsys, tiny_run, tmp_path):
     code, err = run_cli(capsys, "predict", tiny_run, "--input", tmp_path / "bad.npy", "--output", tmp_path / "o3.npy")
     assert code == 2 and "corrupt" in err
     assert not any((tmp_path / f"o{i}.npy").exists() for i in (1, 2, 3))
+
+
+def test_evaluate_writes_metrics(capsys, tiny_run):
+    assert main(["evaluate", str(tiny_run), "-q"]) == 0
+    assert "mpjpe_mm" in capsys.readouterr().out
+    report = json.loads((tiny_run / "evaluate.json").read_text())
+    spec = json.loads((tiny_run / "model.json").read_text())
+    assert report["val"]["mpjpe_mm"] == pytest.approx(spec["val"]["mpjpe_mm"], rel=1e-5)
