@@ -32,6 +32,14 @@ class ExportRequest:
     calibration: list[Arrays] = field(default_factory=list)
     float_modules: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "int8"):
+            raise EdgecapError(f"export precision must be 'fp32' or 'int8', got {self.precision!r}")
+        known = dict(self.model.named_modules())
+        missing = [m for m in self.float_modules if m not in known]
+        if missing:
+            raise EdgecapError(f"float_modules {missing} are not submodules of {type(self.model).__name__}")
+
     def example_args(self) -> tuple[torch.Tensor, ...]:
         return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in self.example_inputs.values())
 

@@ -36,8 +36,6 @@ def export_executorch(req: ExportRequest, out: Path) -> ArtifactRecord:
     from executorch.exir import to_edge_transform_and_lower
 
     out = Path(out)
-    if req.precision not in ("fp32", "int8"):
-        raise EdgecapError(f"ExecuTorch export: precision must be 'fp32' or 'int8', got {req.precision!r}")
     name = type(req.model).__name__
     args = req.example_args()
     model = req.model.eval()

@@ -35,8 +35,6 @@ _NAME_SCOPES = "pkg.torch.onnx.name_scopes"
 
 def export_onnx(req: ExportRequest, out: Path) -> ArtifactRecord:
     out = Path(out)
-    if req.precision not in ("fp32", "int8"):
-        raise EdgecapError(f"ONNX export: precision must be 'fp32' or 'int8', got {req.precision!r}")
     if req.precision == "int8":
         req.check_calibration()  # before the slow export
     model = _export_fp32(req)

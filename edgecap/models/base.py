@@ -46,15 +46,3 @@ class ModelFamily(Protocol):
     def evaluate(self, predict: Predictor, data: Any, batch_size: int, progress: str | None = None) -> dict: ...
     def baselines(self, run: Any, train_data: Any, val_data: Any) -> dict[str, dict]: ...
     def check_inputs(self, cfg: Any, arrays: Arrays, where: str) -> None: ...
-
-
-def torch_predictor(model: torch.nn.Module, input_names: list[str], output_names: list[str]) -> Predictor:
-    """Wrap an eager module as a named-arrays predictor (any batch size)."""
-
-    @torch.no_grad()
-    def predict(arrays: Arrays) -> Arrays:
-        outs = model(*[torch.from_numpy(np.ascontiguousarray(arrays[n])) for n in input_names])
-        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
-        return {n: o.numpy() for n, o in zip(output_names, outs)}
-
-    return predict

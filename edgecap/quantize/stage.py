@@ -18,7 +18,6 @@ import torch
 
 from edgecap import EdgecapError
 from edgecap.io import atomic_path, read_json, write_json
-from edgecap.models.base import torch_predictor
 from edgecap.runs import load_trained_model
 from edgecap.runtime import TorchRunner, batched
 from edgecap.train.checkpoint import load_weights, save_weights
@@ -64,7 +63,7 @@ def quantize(run_dir: Path, method: str = "ptq", calibration: int = 256, qat_ste
         "family": family.name, "method": method, "calibration_windows": len(calib), "seed": seed,
         "float_modules": family.float_modules(), "scheme": "int8 symmetric per-channel weights, int8 activations",
         "qat_steps": qat_steps if method == "qat" else 0, "seconds": None,
-        "fp32": family.evaluate(torch_predictor(export_model, names, family.output_names(run.model)), val),
+        "fp32": family.evaluate(batched(TorchRunner(export_model, names, family.output_names(run.model)), None), val),
         "int8_simulated": _simulate_int8(family, run, export_model, calib, val, names, progress),
     }
     report["seconds"] = round(time.time() - t0, 1)

@@ -235,7 +235,7 @@ class ParsingRCNNFamily:
         from tqdm import tqdm
 
         from edgecap.metrics.box_ap import box_ap
-        from edgecap.metrics.densepose import PAPER_KAPPA, SMPL_PART_KAPPA, ChartGeodesics, densepose_ap
+        from edgecap.metrics.densepose import PAPER_KAPPA, ChartGeodesics, densepose_ap
         from edgecap.runtime.densepose_post import decode_detections
 
         dets = []
@@ -250,10 +250,11 @@ class ParsingRCNNFamily:
         gt = data.dataset.coco.dataset
         # Synthetic bodies: chart geodesics with DensePose's single kappa = 0.255 (the per-part
         # kappas are SMPL statistics). DensePose-COCO would use TableGeodesics and per-part kappas.
-        geodesics, kappa = (ChartGeodesics(), PAPER_KAPPA) if data.dp_scale == 256.0 else (None, SMPL_PART_KAPPA)
-        if geodesics is None:
+        if data.dp_scale != 256.0:
             raise EdgecapError("DensePose AP on DensePose-COCO needs the official geodesic tables "
-                               "(TableGeodesics.from_files); pass them via the metrics API")
+                               "(TableGeodesics.from_files) and per-part kappas (SMPL_PART_KAPPA); "
+                               "call edgecap.metrics.densepose.densepose_ap with them")
+        geodesics, kappa = ChartGeodesics(), PAPER_KAPPA
         boxes = box_ap(gt, [{k: v for k, v in d.items() if k not in "IUV"} for d in dets])
         dp = densepose_ap(gt, dets, geodesics, kappa=kappa, dp_scale=data.dp_scale)
         dpm = densepose_ap(gt, dets, geodesics, kappa=kappa, gpsm=True, dp_scale=data.dp_scale)
