@@ -52,7 +52,8 @@ def cmd_export(a) -> None:
     from edgecap.export.stage import export
 
     m = export(Path(a.run), formats=_csv(a.formats) if a.formats else None,
-               precisions=_csv(a.precisions) if a.precisions else None, progress=not a.quiet)
+               precisions=_csv(a.precisions) if a.precisions else None,
+               layouts=_csv(a.layout) if a.layout else None, progress=not a.quiet)
     for art in m["artifacts"]:
         print(f"{art['name']:<28} {art['size_bytes'] / 1e6:7.2f} MB  {art['scheme']}")
 
@@ -155,12 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("quantize", cmd_quantize, "Fix the int8 recipe: calibration set (PTQ) or QAT fine-tuning.")
     sp.add_argument("--method", choices=["ptq", "qat"], default="ptq")
-    sp.add_argument("--calibration", type=int, default=256, help="calibration inputs from validation (default 256)")
+    sp.add_argument("--calibration", type=int, default=None,
+                    help="number of calibration inputs (default: the model's, 256 windows for lifting, "
+                         "64 training images for parsing_rcnn)")
     sp.add_argument("--qat-steps", type=int, default=300, help="QAT fine-tuning steps (default 300)")
 
     sp = add("export", cmd_export, "Export fp32 and int8 artifacts with a manifest.json.")
     sp.add_argument("--formats", help="comma list of onnx,tflite,executorch,coreml (default all)")
     sp.add_argument("--precisions", help="comma list of fp32,int8 (default both)")
+    sp.add_argument("--layout", help="comma list of whole,split (default whole); split = detector graph + "
+                                     "per-RoI DensePose head graph, run as one model (parsing_rcnn)")
 
     add("validate", cmd_validate, "Tensor and task-metric parity of every artifact against PyTorch.")
 

@@ -27,7 +27,7 @@ milliseconds on one core. Pipeline per image:
    UV-aligned textures, over procedural backgrounds (noise, gradients, stripes, shapes, a room
    with a tiled floor), then a slight blur and sensor noise.
 5. Annotation in the DensePose-COCO format: the visible instance mask (RLE), its tight box,
-   ~90-130 random visible pixels as dp points (box frame scaled to 256 x 256, pixel centres),
+   ~90-130 (`points`) random visible pixels as dp points (box frame scaled to 256 x 256, pixel centres),
    and 14 coarse dp_masks sampled on the 256 x 256 box grid. U and V are quantised to
    1/65535 so the json and the uint16 dense maps agree exactly.
 """
@@ -45,6 +45,8 @@ import pycocotools.mask as mask_utils
 
 from edgecap import EdgecapError
 from edgecap.data.densepose_parts import DP_MASK_SIZE, FINE_TO_COARSE, NUM_COARSE
+
+DP_POINTS = (90, 130)  # dp points per person, about DensePose-COCO's density
 
 # ---------------------------------------------------------------------------------------------
 # Skeleton: name, parent, rest offset from the parent in metres (x = left, y = up, z = forward).
@@ -351,10 +353,14 @@ def _sample_angles(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.clip(angles, _CH_LO, _CH_HI)
 
 
-def sample_scene(rng: np.random.Generator, image_size: tuple[int, int] = (320, 320), max_people: int = 4) -> Scene:
-    """Random people, camera, light and background parameters for one image."""
+def sample_scene(rng: np.random.Generator, image_size: tuple[int, int] = (320, 320), max_people: int = 4,
+                 num_people: int | None = None) -> Scene:
+    """Random people, camera, light and background parameters for one image: 1..max_people
+    people, or exactly `num_people` (some may end up hidden or outside the frame)."""
     h, w = image_size
-    n = int(rng.integers(1, max_people + 1))
+    n = int(rng.integers(1, max_people + 1)) if num_people is None else int(num_people)
+    if n < 1:
+        raise EdgecapError(f"num_people must be >= 1, got {num_people}")
     focal = float(rng.uniform(0.85, 1.5) * max(h, w))
     principal = np.array([w / 2, h / 2]) + rng.normal(0, 0.02, 2) * np.array([w, h])
     cam_height = rng.uniform(0.7, 2.0)
@@ -700,7 +706,7 @@ def _rle(masks: np.ndarray) -> list[dict]:
 
 
 def annotate(rendered: RenderedScene, rng: np.random.Generator, image_id: int, first_ann_id: int,
-             points: tuple[int, int] = (90, 130), min_area: int = 30,
+             points: tuple[int, int] = DP_POINTS, min_area: int = 30,
              min_dp_area: int = 300) -> tuple[list[dict], np.ndarray]:
     """DensePose-COCO annotations of the visible people. People with fewer than `min_area`
     visible pixels get none (ann id -1); below `min_dp_area` they get box and mask only (no dp_*
@@ -778,18 +784,27 @@ def _check_args(num_images: int, image_size, max_people: int) -> tuple[int, int]
     return int(image_size[0]), int(image_size[1])
 
 
-def _render_one(seed: int, index: int, image_size, max_people: int, image_id: int, first_ann_id: int):
+def _check_points(points) -> tuple[int, int]:
+    if len(tuple(points)) != 2 or not 1 <= int(points[0]) <= int(points[1]):
+        raise EdgecapError(f"points must be (min, max) with 1 <= min <= max, got {points}")
+    return int(points[0]), int(points[1])
+
+
+def _render_one(seed: int, index: int, image_size, max_people: int, image_id: int, first_ann_id: int,
+                points: tuple[int, int]):
     rng = np.random.default_rng([seed, index])
     rendered = render_scene(sample_scene(rng, image_size, max_people))
-    anns, ann_ids = annotate(rendered, rng, image_id, first_ann_id)
+    anns, ann_ids = annotate(rendered, rng, image_id, first_ann_id, points=tuple(points))
     return rendered, anns, ann_ids
 
 
 def generate_densepose(num_images: int, image_size: tuple[int, int] = (320, 320), max_people: int = 4,
-                       seed: int = 0) -> SyntheticDensePose:
+                       seed: int = 0, points: tuple[int, int] = DP_POINTS) -> SyntheticDensePose:
     """Render `num_images` images in memory (use `write_synthetic_densepose` for large sets).
-    Image ids are 1..N, file names "{id:06d}.jpg"; image k depends only on (seed, k)."""
+    Image ids are 1..N, file names "{id:06d}.jpg"; image k depends only on (seed, k).
+    `points`: (min, max) dp points drawn per person (at most its visible pixels)."""
     h, w = _check_args(num_images, image_size, max_people)
+    points = _check_points(points)
     coco = _coco_header(seed, (h, w), num_images)
     images = np.zeros((num_images, h, w, 3), np.uint8)
     part = np.zeros((num_images, h, w), np.uint8)
@@ -797,7 +812,7 @@ def generate_densepose(num_images: int, image_size: tuple[int, int] = (320, 320)
     inst = np.zeros((num_images, h, w), np.uint8)
     ann_ids = []
     for i in range(num_images):
-        r, anns, ids = _render_one(seed, i, (h, w), max_people, i + 1, len(coco["annotations"]) + 1)
+        r, anns, ids = _render_one(seed, i, (h, w), max_people, i + 1, len(coco["annotations"]) + 1, points)
         images[i], part[i], u[i], v[i], inst[i] = r.image, r.part_index, r.u, r.v, r.instance
         coco["images"].append(_image_entry(i + 1, f"{i + 1:06d}.jpg", h, w))
         coco["annotations"] += anns
@@ -807,7 +822,7 @@ def generate_densepose(num_images: int, image_size: tuple[int, int] = (320, 320)
 
 def write_synthetic_densepose(out_dir: str | Path, num_images: int, split: str = "train", seed: int | None = None,
                               image_size: tuple[int, int] = (320, 320), max_people: int = 4,
-                              image_format: str = "jpg") -> Path:
+                              image_format: str = "jpg", points: tuple[int, int] = DP_POINTS) -> Path:
     """Write `out_dir/densepose_<split>.json` and, per image, `out_dir/<split>/<id:06d>.<jpg|png>`
     plus `<id:06d>.npz` (dense ground truth, see `load_dense_ground_truth`). Returns the json path.
     `seed=None` derives the seed from the split name, so splits never share images; the same
@@ -815,6 +830,7 @@ def write_synthetic_densepose(out_dir: str | Path, num_images: int, split: str =
     from PIL import Image  # pillow ships with matplotlib
 
     h, w = _check_args(num_images, image_size, max_people)
+    points = _check_points(points)
     if image_format not in ("jpg", "png"):
         raise EdgecapError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
     seed = zlib.crc32(split.encode()) if seed is None else int(seed)
@@ -824,7 +840,7 @@ def write_synthetic_densepose(out_dir: str | Path, num_images: int, split: str =
     coco = _coco_header(seed, (h, w), num_images)
     for i in range(num_images):
         image_id = i + 1
-        r, anns, ids = _render_one(seed, i, (h, w), max_people, image_id, len(coco["annotations"]) + 1)
+        r, anns, ids = _render_one(seed, i, (h, w), max_people, image_id, len(coco["annotations"]) + 1, points)
         name = f"{image_id:06d}"
         pil = Image.fromarray(r.image)
         if image_format == "jpg":

@@ -14,12 +14,13 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from edgecap import EdgecapError, __version__
 from edgecap.config import to_dict
 from edgecap.export import EXPORTERS, PRECISIONS, get_exporter
-from edgecap.export.base import ExportRequest, sha256_of, size_of
+from edgecap.export.base import ArtifactRecord, ExportRequest, sha256_of, size_of
 from edgecap.io import atomic_path, read_json, write_json
 from edgecap.runs import load_trained_model
 
@@ -37,20 +38,32 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
-def artifact_name(family: str, fmt: str, precision: str) -> str:
-    return f"{family}_{precision}{EXPORTERS[fmt][2]}"
+LAYOUTS = ("whole", "split")
+
+
+def artifact_name(family: str, fmt: str, precision: str, layout: str = "whole") -> str:
+    """e.g. parsing_rcnn_int8.tflite; a split artifact is a directory parsing_rcnn_int8_split.tflite/."""
+    return f"{family}_{precision}{'_split' if layout == 'split' else ''}{EXPORTERS[fmt][2]}"
 
 
 def export(run_dir: Path, formats: list[str] | None = None, precisions: list[str] | None = None,
-           progress: bool = True) -> dict:
+           layouts: list[str] | None = None, progress: bool = True) -> dict:
+    """Export the run's model to every (format, precision, layout). layout "whole": one graph;
+    "split": the family's two-graph form (detector + per-RoI head, see `split_model`)."""
     run_dir = Path(run_dir)
     formats = formats or list(EXPORTERS)
     precisions = precisions or list(PRECISIONS)
+    layouts = layouts or ["whole"]
     for p in precisions:
         if p not in PRECISIONS:
             raise EdgecapError(f"unknown precision {p!r}; choose from {PRECISIONS}")
+    for layout in layouts:
+        if layout not in LAYOUTS:
+            raise EdgecapError(f"unknown layout {layout!r}; choose from {LAYOUTS}")
     exporters = {f: get_exporter(f) for f in formats}  # fails fast on an unknown format
     family, run, model = load_trained_model(run_dir)
+    if "split" in layouts and not hasattr(family, "split_model"):
+        raise EdgecapError(f"{family.name} has no split form; use --layout whole")
     out_dir = run_dir / "export"
     manifest_path = out_dir / "manifest.json"
     spec = family.input_spec(run.model)
@@ -64,7 +77,8 @@ def export(run_dir: Path, formats: list[str] | None = None, precisions: list[str
         old = read_json(manifest_path, "manifest")
         if old.get("family") == family.name:
             manifest["artifacts"] = [a for a in old.get("artifacts", [])
-                                     if not (a["format"] in formats and a["precision"] in precisions)]
+                                     if not (a["format"] in formats and a["precision"] in precisions
+                                             and a.get("layout", "whole") in layouts)]
 
     fp32_model = family.export_form(model)
     int8_model, calib, quant = None, [], None
@@ -76,26 +90,29 @@ def export(run_dir: Path, formats: list[str] | None = None, precisions: list[str
     # Tracing and conversion see a real validation window, never zeros.
     example = family.calibration_inputs(family.load_split(run, "val"), 1, 0)[0]
 
-    jobs = [(f, p) for f in formats for p in precisions]
-    for fmt, precision in tqdm(jobs, desc="export", disable=not progress):
-        name = artifact_name(family.name, fmt, precision)
+    jobs = [(f, p, layout) for layout in layouts for f in formats for p in precisions]
+    for fmt, precision, layout in tqdm(jobs, desc="export", disable=not progress):
+        name = artifact_name(family.name, fmt, precision, layout)
         request = ExportRequest(
             model=int8_model if precision == "int8" else fp32_model, example_inputs=example,
             output_names=family.output_names(run.model), precision=precision,
-            metadata={**family.metadata(run.model), "precision": precision, "format": fmt},
+            metadata={**family.metadata(run.model), "precision": precision, "format": fmt, "layout": layout},
             calibration=calib if precision == "int8" else [], float_modules=family.float_modules(),
         )
         t0 = time.time()
         try:
             with atomic_path(out_dir / name) as tmp:
-                record = exporters[fmt](request, tmp)
+                if layout == "split":
+                    record = export_split(family, request, fmt, exporters[fmt], tmp)
+                else:
+                    record = exporters[fmt](request, tmp)
         except Exception as e:  # one backend failing must not lose the others
             manifest["failures"].append({"format": fmt, "precision": precision,
                                          "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc(limit=3)})
             tqdm.write(f"export {fmt}/{precision} FAILED: {type(e).__name__}: {e}")
             write_json(manifest_path, manifest)
             continue
-        entry = {"name": name, "file": name, **asdict(record), "sha256": sha256_of(out_dir / name),
+        entry = {"name": name, "file": name, "layout": layout, **asdict(record), "sha256": sha256_of(out_dir / name),
                  "size_bytes": size_of(out_dir / name), "export_seconds": round(time.time() - t0, 1)}
         if precision == "int8" and quant is not None:
             entry["quantization"] = {k: quant[k] for k in ("method", "calibration_windows", "float_modules")}
@@ -105,6 +122,44 @@ def export(run_dir: Path, formats: list[str] | None = None, precisions: list[str
         failed = ", ".join(f"{f['format']}/{f['precision']}" for f in manifest["failures"])
         raise EdgecapError(f"export failed for {failed}; see {manifest_path} 'failures'")
     return manifest
+
+
+def export_split(family, request: ExportRequest, fmt: str, exporter, out: Path) -> ArtifactRecord:
+    """The family's two-graph form as a directory: one artifact per part plus split.json
+    (edgecap.runtime.split). Each part gets its own request: example and calibration inputs of
+    the dense part come from running the float detector part on the request's images."""
+    from edgecap.runtime.split import SPLIT_FILE
+
+    parts = family.split_model(request.model)
+    images = [request.example_inputs] + list(request.calibration)
+    inputs = family.split_inputs(parts, images)
+    out.mkdir(parents=True)
+    spec = {"format": fmt, "outputs": list(request.output_names), "parts": {}}
+    records = {}
+    for part, (module, in_names, out_names) in parts.items():
+        known = dict(module.named_modules())
+        part_request = ExportRequest(
+            model=module, example_inputs=inputs[part][0], output_names=out_names, precision=request.precision,
+            metadata={**request.metadata, "split_part": part, "input_names": ",".join(in_names),
+                      "output_names": ",".join(out_names)},
+            calibration=inputs[part][1:] if request.precision == "int8" else [],
+            float_modules=[m for m in request.float_modules if m in known],
+        )
+        file = f"{part}{EXPORTERS[fmt][2]}"
+        records[part] = exporter(part_request, out / file)
+        spec["parts"][part] = {"file": file, "inputs": in_names, "outputs": out_names}
+        if part == "dense":
+            with torch.no_grad():
+                ref = module(*part_request.example_args())
+            spec["parts"][part]["output_shapes"] = {n: list(t.shape) for n, t in zip(out_names, ref)}
+    write_json(out / SPLIT_FILE, spec)
+    first = records["detector"]
+    return ArtifactRecord(
+        format=fmt, precision=request.precision, scheme=first.scheme, runnable_here=first.runnable_here,
+        notes=[f"split: {', '.join(parts)} ({SPLIT_FILE}); the runner runs the dense graph once per detection"]
+        + first.notes,
+        details={part: r.details for part, r in records.items()},
+    )
 
 
 def load_manifest(run_dir: Path) -> dict:

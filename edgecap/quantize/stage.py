@@ -1,7 +1,8 @@
 """`edgecap quantize`: fix the int8 recipe of a trained run before any backend sees it.
 
 Writes RUN/quantize/:
-    calibration.npz   the calibration inputs (validation windows), used by every int8 exporter
+    calibration.npz   the calibration inputs (the family's `calibration_split`, validation by
+                      default), used by every int8 exporter
     quant.json        method, calibration size, fp32 modules, and the eager int8 simulation's
                       task metrics beside fp32 (quantization error, apart from backend error)
     qat.safetensors   with --method qat: export-form weights fine-tuned under fake quantization;
@@ -25,8 +26,9 @@ from edgecap.train.checkpoint import load_weights, save_weights
 METHODS = ("ptq", "qat")
 
 
-def quantize(run_dir: Path, method: str = "ptq", calibration: int = 256, qat_steps: int = 300,
+def quantize(run_dir: Path, method: str = "ptq", calibration: int | None = None, qat_steps: int = 300,
              qat_lr: float = 2e-5, seed: int = 0, progress: bool = True) -> dict:
+    """`calibration`: number of inputs (default: the family's `default_calibration`, else 256)."""
     if method not in METHODS:
         raise EdgecapError(f"unknown quantization method {method!r}; choose one of {METHODS}")
     run_dir = Path(run_dir)
@@ -34,7 +36,9 @@ def quantize(run_dir: Path, method: str = "ptq", calibration: int = 256, qat_ste
     out = run_dir / "quantize"
     out.mkdir(exist_ok=True)
     val = family.load_split(run, "val")
-    calib = family.calibration_inputs(val, calibration, seed)
+    calibration = calibration or getattr(family, "default_calibration", 256)
+    split = getattr(family, "calibration_split", "val")
+    calib = family.calibration_inputs(val if split == "val" else family.load_split(run, split), calibration, seed)
     names = list(family.input_spec(run.model))
     with atomic_path(out / "calibration.npz") as tmp:
         with open(tmp, "wb") as f:
@@ -42,7 +46,11 @@ def quantize(run_dir: Path, method: str = "ptq", calibration: int = 256, qat_ste
 
     t0 = time.time()
     export_model = family.export_form(model)
-    if method == "qat":
+    if method == "qat" and hasattr(family, "qat_finetune"):  # a family with its own training interface
+        export_model = family.qat_finetune(export_model, run, family.load_split(run, "train"), qat_steps, qat_lr,
+                                           seed, progress)
+        save_weights(out / "qat.safetensors", export_model, {"family": family.name, "method": "qat"})
+    elif method == "qat":
         from edgecap.quantize.qat import qat_finetune
 
         train = family.load_split(run, "train")
@@ -62,7 +70,7 @@ def quantize(run_dir: Path, method: str = "ptq", calibration: int = 256, qat_ste
     report = {
         "family": family.name, "method": method, "calibration_windows": len(calib), "seed": seed,
         "float_modules": family.float_modules(), "scheme": "int8 symmetric per-channel weights, int8 activations",
-        "qat_steps": qat_steps if method == "qat" else 0, "seconds": None,
+        "calibration_split": split, "qat_steps": qat_steps if method == "qat" else 0, "seconds": None,
         "fp32": family.evaluate(batched(TorchRunner(export_model, names, family.output_names(run.model)), None), val),
         "int8_simulated": _simulate_int8(family, run, export_model, calib, val, names, progress),
     }
@@ -75,10 +83,12 @@ def _simulate_int8(family, run, export_model, calib, val, names, progress) -> di
     """Eager PT2E simulation with the XNNPACK scheme: the quantization error alone."""
     from edgecap.quantize.pt2e import ptq_pt2e, xnnpack_quantizer
 
+    batchable = getattr(family, "batchable", True)  # False: the model takes exactly one input row
     # Two rows, so torch.export does not specialise the dynamic batch dimension to 1.
-    example = tuple(torch.from_numpy(np.concatenate([calib[0][n], calib[-1][n]])) for n in names)
+    rows = [calib[0], calib[-1]] if batchable else [calib[0]]
+    example = tuple(torch.from_numpy(np.concatenate([r[n] for r in rows])) for n in names)
     sim = ptq_pt2e(export_model, example, [tuple(torch.from_numpy(c[n]) for n in names) for c in calib],
-                   xnnpack_quantizer(family.float_modules()), dynamic_batch=True)
+                   xnnpack_quantizer(family.float_modules()), dynamic_batch=batchable)
     runner = TorchRunner(sim, names, family.output_names(run.model))
     return family.evaluate(batched(runner, None), val, progress="int8 simulation" if progress else None)
 

@@ -37,6 +37,10 @@ def open_runner(path: Path, fmt: str, threads: int = 1, input_names=None, output
     path = Path(path)
     if not path.exists():
         raise EdgecapError(f"artifact not found: {path}")
+    from edgecap.runtime.split import SplitRunner, is_split_artifact
+
+    if is_split_artifact(path):  # detector + per-RoI dense graph, run as one model
+        return SplitRunner.open(path, threads)
     if fmt == "onnx":
         from edgecap.runtime.onnx import OnnxRunner
 

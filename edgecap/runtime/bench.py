@@ -79,8 +79,14 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
         path = verify_artifact(run_dir, entry)
         jobs.append({"name": entry["name"], "format": entry["format"], "precision": entry["precision"],
                      "artifact": str(path), "size_bytes": entry["size_bytes"]})
+    # Other models of the family timed eager beside the artifacts (e.g. the DensePose R-CNN
+    # baseline); slow, so fewer runs.
+    references = family.bench_references(run) if hasattr(family, "bench_references") else []
+    heavy = {"min_runs": 5, "min_seconds": 2.0, "warmup": 1}
+    ref_jobs = [{"name": r["name"], "format": "pytorch", "precision": "fp32", "family": family.name, "reference": r,
+                 "size_bytes": r["size_bytes"], **heavy} for r in references]
     rows = []
-    work = [(j, t) for j in jobs for t in threads]
+    work = [(j, t) for j in jobs + ref_jobs for t in threads]
     for job, t in tqdm(work, desc=f"bench ({bench_target.name})", disable=not progress):
         result = bench_target.measure({**common, **job, "threads": t})
         rows.append({"name": job["name"], "format": job["format"], "precision": job["precision"],
@@ -88,11 +94,46 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
     eager = {r["threads"]: r["p50_ms"] for r in rows if r["name"] == "pytorch_fp32"}
     for r in rows:
         r["speedup_vs_pytorch"] = eager[r["threads"]] / r["p50_ms"]
+        for ref in references:
+            base = next(x for x in rows if x["name"] == ref["name"] and x["threads"] == r["threads"])
+            r[f"speedup_vs_{ref['name']}"] = base["p50_ms"] / r["p50_ms"]
+            r[f"smaller_than_{ref['name']}"] = ref["size_bytes"] / r["size_bytes"]
+    for r in rows:  # delegation facts the exporter recorded
+        entry = next((a for a in manifest["artifacts"] if a["name"] == r["name"]), None)
+        if entry:
+            r["delegation"] = _delegation(entry)
+
+    # End to end (pre-processing, model, decoding, paste-back) on images with more and more
+    # people, at the first thread count.
+    people = []
+    if hasattr(family, "bench_scenes"):
+        scenes = family.bench_scenes(run, run_dir / "bench_scenes")
+        work = [(j, sc) for j in jobs for sc in scenes]
+        for job, scene in tqdm(work, desc="bench end to end", disable=not progress):
+            result = bench_target.measure({**common, **job, "threads": threads[0], "scene": scene["image"],
+                                           "run_dir": str(run_dir), "min_runs": 20, "min_seconds": 1.0,
+                                           "warmup": 3})
+            people.append({"name": job["name"], "threads": threads[0], "people_in_image": scene["people"],
+                           "people_visible": scene["visible"], **result})
     report = {"family": family.name, "target": bench_target.name, "threads": list(threads),
-              "cpu": _cpu_name(), "rows": rows, "skipped": skipped,
-              "note": "latency per inference = per frame for the lifter (batch 1)"}
+              "cpu": _cpu_name(), "rows": rows, "skipped": skipped, "references": [r["name"] for r in references],
+              "end_to_end": people,
+              "note": "latency per inference, batch 1 (per frame for the lifter, per image for Parsing R-CNN)"}
     write_json(run_dir / "bench.json", report)
     return report
+
+
+def _delegation(entry: dict) -> str:
+    """How much of the graph runs on the backend's accelerated kernels, from the manifest."""
+    d = entry.get("details", {})
+    if entry["format"] == "executorch" and "delegated_nodes" in d:
+        return (f"XNNPACK {d['delegated_nodes']} nodes in {d['delegated_subgraphs']} subgraphs, "
+                f"{d['non_delegated_nodes']} portable")
+    if entry["format"] == "tflite" and "xnnpack" in d:
+        return d["xnnpack"]
+    if entry["format"] == "onnx" and "nodes" in d:
+        return f"ORT CPU EP (MLAS), all {d['nodes']} nodes"
+    return ""
 
 
 def _cpu_name() -> str:
@@ -122,4 +163,21 @@ def format_table(report: dict) -> str:
     for s in report["skipped"]:
         lines.append(f"{s['name']:<26} skipped: {s['reason'][:80]}")
     lines.append("latencies in ms per inference (batch 1); peak MB = process peak RSS, +load MB = above the RSS before loading")
+    for ref in report.get("references", []):
+        lines += ["", f"vs {ref} (eager fp32, same input):  {'speed 1T':>9} {'speed 2T':>9} {'smaller':>8}"]
+        for name, per in by_name.items():
+            one = per[threads[0]]
+            lines.append(f"  {name:<44} " + " ".join(f"{per[t][f'speedup_vs_{ref}']:8.2f}x" for t in threads[:2])
+                         + f" {one[f'smaller_than_{ref}']:7.1f}x")
+    delegated = [(n, per[threads[0]].get("delegation")) for n, per in by_name.items() if per[threads[0]].get("delegation")]
+    if delegated:
+        lines += ["", "delegation:"] + [f"  {n:<26} {d}" for n, d in delegated]
+    if report.get("end_to_end"):
+        counts = sorted({p["people_in_image"] for p in report["end_to_end"]})
+        lines += ["", f"end to end (image -> IUV image), {report['threads'][0]} thread, p50 ms (people detected):",
+                  f"  {'artifact':<26} " + " ".join(f"{f'{c} people':>16}" for c in counts)]
+        for name in dict.fromkeys(p["name"] for p in report["end_to_end"]):
+            cells = {p["people_in_image"]: p for p in report["end_to_end"] if p["name"] == name}
+            lines.append(f"  {name:<26} " + " ".join(
+                f"{cells[c]['p50_ms']:10.1f} ({cells[c].get('people_detected', 0):>2})" for c in counts))
     return "\n".join(lines)

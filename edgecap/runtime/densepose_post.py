@@ -126,6 +126,59 @@ def decode_detections(outputs: dict[str, np.ndarray], score_threshold: float = 0
     return out
 
 
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
+
+
+def detection_parity(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray],
+                     score_threshold: float = 0.05, min_iou: float = 0.5) -> dict:
+    """Tensor parity of two sets of outputs of the same image, on matched detections.
+
+    Raw output slots are not comparable one to one: near-tied scores may legitimately reorder
+    the D slots or swap the last kept box. Each reference detection (score >= threshold,
+    highest first) is matched greedily to the unmatched artifact detection of highest IoU
+    (>= min_iou). Reported: reference / artifact / matched counts, the worst box corner
+    difference (px), the worst score difference, and over the matched maps the worst
+    |logit| difference (part and coarse), the fraction of cells with the same decoded label I,
+    and the worst |U|, |V| difference on cells where both have the same body part.
+    """
+    ref = decode_detections(reference, score_threshold)
+    art = decode_detections(outputs, score_threshold)
+    a_ref, a_art = _output_arrays(reference), _output_arrays(outputs)
+    out = {"reference": len(ref), "artifact": len(art), "matched": 0, "box_max_abs_px": 0.0,
+           "score_max_abs": 0.0, "logit_max_abs": 0.0, "label_agreement": 1.0, "uv_max_abs": 0.0}
+    if not ref or not art:
+        out["label_agreement"] = 1.0 if not ref and not art else 0.0
+        return out
+    iou = _iou_matrix(np.stack([d.box for d in ref]), np.stack([d.box for d in art]))
+    taken, same, cells = set(), 0, 0
+    for i, r in enumerate(ref):
+        order = [j for j in np.argsort(-iou[i], kind="stable") if j not in taken and iou[i, j] >= min_iou]
+        if not order:
+            continue
+        j = order[0]
+        taken.add(j)
+        a = art[j]
+        out["matched"] += 1
+        out["box_max_abs_px"] = max(out["box_max_abs_px"], float(np.abs(a.box - r.box).max()))
+        out["score_max_abs"] = max(out["score_max_abs"], abs(a.score - r.score))
+        for name in ("part_logits", "coarse_logits"):
+            diff = np.abs(a_art[name][a.index].astype(np.float64) - a_ref[name][r.index])
+            out["logit_max_abs"] = max(out["logit_max_abs"], float(diff.max()))
+        same += int((a.I == r.I).sum())
+        cells += r.I.size
+        both = (a.I == r.I) & (r.I > 0)
+        if both.any():
+            out["uv_max_abs"] = max(out["uv_max_abs"], float(np.abs(a.U - r.U)[both].max()),
+                                    float(np.abs(a.V - r.V)[both].max()))
+    out["label_agreement"] = same / cells if cells else 0.0
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 def _pixel_span(lo: float, hi: float, size: int, cells: int) -> tuple[int, int, np.ndarray] | None:
     """Pixels [p0, p1) of one axis whose centres lie in [lo, hi), clipped to the image, and

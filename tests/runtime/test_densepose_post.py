@@ -235,3 +235,40 @@ def test_draw_contours(synthetic, tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(out).convert("RGB")), dim_image(image, 0.3))
     with pytest.raises(EdgecapError):
         draw_iuv_contours(image, iuv[:100], tmp_path / "bad.png")
+
+
+def _random_outputs(rng, d=4, s=8):
+    out = _outputs(d, s)
+    out["boxes"][:] = [[10, 10, 60, 90], [100, 20, 150, 110], [30, 40, 70, 120], [0, 0, 0, 0]][:d]
+    out["scores"][:] = [0.9, 0.8, 0.6, 0.0][:d]
+    for name in ("part_logits", "u", "v", "coarse_logits"):
+        out[name][:] = rng.normal(size=out[name].shape).astype(np.float32)
+    return out
+
+
+def test_detection_parity_identical_and_reordered_slots():
+    from edgecap.runtime.densepose_post import detection_parity
+
+    ref = _random_outputs(np.random.default_rng(0))
+    same = detection_parity(ref, ref)
+    assert same["matched"] == same["reference"] == 3 and same["label_agreement"] == 1.0
+    assert same["box_max_abs_px"] == same["logit_max_abs"] == same["uv_max_abs"] == 0.0
+    # The same detections in other slots (near-tied scores reorder them): still all matched.
+    order = [2, 0, 1, 3]
+    moved = {k: v[order] for k, v in ref.items()}
+    p = detection_parity(moved, ref)
+    assert p["matched"] == 3 and p["label_agreement"] == 1.0 and p["logit_max_abs"] == 0.0
+
+
+def test_detection_parity_reports_differences():
+    from edgecap.runtime.densepose_post import detection_parity
+
+    ref = _random_outputs(np.random.default_rng(1))
+    art = {k: v.copy() for k, v in ref.items()}
+    art["boxes"][0] += 2.0  # 2 px shift, still IoU > 0.5
+    art["part_logits"][1] += 0.25 * np.random.default_rng(2).normal(size=art["part_logits"][1].shape)
+    art["scores"][2] = 0.0  # the artifact misses the third person
+    p = detection_parity(art, ref)
+    assert p["reference"] == 3 and p["artifact"] == 2 and p["matched"] == 2
+    assert p["box_max_abs_px"] == pytest.approx(2.0)
+    assert 0 < p["logit_max_abs"] < 2.0 and 0.3 < p["label_agreement"] < 1.0

@@ -11,10 +11,17 @@ longest suppression chain; the export probe needed 6 on 20 clustered problems, 8
 default. No bool `&`; masks are floats and selections one-hot matmuls (the one gather reads
 k scores, see `select_candidates`).
 
-Ties: candidates are ordered by score, then by lower input index, in every backend (torch's
-own `topk` leaves the order of equal scores unspecified, and int8 models produce many exact
-ties). Only `topk`'s values matter; each slot then picks, with a one-hot row, the
-occurrence of its value that this order gives it.
+Ties (`tie_exact=True`, the default): candidates are ordered by score, then by lower input
+index, in every backend (torch's own `topk` leaves the order of equal scores unspecified, and
+int8 models produce many exact ties). Only `topk`'s values matter; each slot then picks, with
+a one-hot row, the occurrence of its value that this order gives it. That costs
+O(max_candidates * N): cheap for the box head's 100 proposals, 25M elements for an RPN's
+1000 of 25,575 anchors, where `tie_exact=False` gathers the `topk` indices instead (tied
+proposals may then come in another order on another backend; detections are compared at
+task level anyway).
+
+The (k, k) rank masks are built in the graph from two (k,) rank vectors: as constants they
+would be 4 MB each at k = 1000, more than an int8 mobile detector's weights.
 """
 
 from __future__ import annotations
@@ -35,7 +42,8 @@ class ClusterNMS(nn.Module):
     and valid 0. Memory is O(max_candidates * N) for the tie-exact candidate selection.
     """
 
-    def __init__(self, iou_threshold: float, max_candidates: int, max_detections: int, iterations: int = 8):
+    def __init__(self, iou_threshold: float, max_candidates: int, max_detections: int, iterations: int = 8,
+                 tie_exact: bool = True):
         super().__init__()
         if not 1 <= max_detections <= max_candidates:
             raise EdgecapError(
@@ -46,21 +54,29 @@ class ClusterNMS(nn.Module):
         self.max_candidates = max_candidates
         self.max_detections = max_detections
         self.iterations = iterations
-        k = max_candidates
-        upper = torch.ones(k, k).triu(1)  # [i, j] = 1 where i ranks above j
-        self.register_buffer("upper", upper, persistent=False)
-        self.register_buffer("upper_incl", upper + torch.eye(k), persistent=False)
+        self.tie_exact = tie_exact
+        rank = torch.arange(max_candidates, dtype=torch.float32)
+        self.register_buffer("rank_row", rank.view(1, -1), persistent=False)
+        self.register_buffer("rank_col", rank.view(-1, 1), persistent=False)
         self.register_buffer("slots", torch.arange(max_detections, dtype=torch.float32).view(-1, 1), persistent=False)
 
-    def select_candidates(self, boxes: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def rank_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """upper [i, j] = 1 where i ranks above j (i < j), and upper_incl (i <= j), both (k, k)."""
+        upper = (self.rank_col < self.rank_row).to(self.rank_row.dtype)
+        return upper, (self.rank_col <= self.rank_row).to(self.rank_row.dtype)
+
+    def select_candidates(self, boxes: torch.Tensor, scores: torch.Tensor,
+                          upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k by (score desc, index asc): -> boxes (k, 4), scores (k,)."""
         top = scores.topk(self.max_candidates)  # sorted values; the indices' tie order is unspecified
+        if not self.tie_exact:
+            return boxes.index_select(0, top.indices), scores.index_select(0, top.indices)
         # = top.values: LiteRT lowers a topk whose indices go unused to STABLEHLO_SORT, which
         # its runtime lacks; reading the values through the indices keeps TOPK_V2.
         values = scores.index_select(0, top.indices)  # (k,)
         dtype = scores.dtype
         same = (values[None, :] == values[:, None]).to(dtype)  # (k, k)
-        earlier_same = (same * self.upper.transpose(0, 1)).sum(1, keepdim=True)  # (k, 1) earlier slots with this value
+        earlier_same = (same * upper.transpose(0, 1)).sum(1, keepdim=True)  # (k, 1) earlier slots with this value
         match = (scores[None, :] == values[:, None]).to(dtype)  # (k, N)
         nth = match.cumsum(1)  # (k, N) running count of matches in index order
         onehot = match * torch.relu(1.0 - (nth - earlier_same - 1.0).abs())  # (k, N)
@@ -69,14 +85,15 @@ class ClusterNMS(nn.Module):
     def forward(self, boxes: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if scores.shape[0] < self.max_candidates:
             raise EdgecapError(f"ClusterNMS: {scores.shape[0]} boxes but max_candidates={self.max_candidates}")
-        cand_boxes, cand_scores = self.select_candidates(boxes, scores)
-        iou = box_iou(cand_boxes, cand_boxes) * self.upper  # (k, k), [i, j]: higher-ranked i vs j
+        upper, upper_incl = self.rank_masks()
+        cand_boxes, cand_scores = self.select_candidates(boxes, scores, upper)
+        iou = box_iou(cand_boxes, cand_boxes) * upper  # (k, k), [i, j]: higher-ranked i vs j
         keep = torch.ones_like(cand_scores).unsqueeze(1)  # (k, 1)
         for _ in range(self.iterations):  # static unroll
             suppression = (keep * iou).amax(0)  # (k,) max IoU with a kept higher-ranked box
             keep = (suppression <= self.iou_threshold).to(iou.dtype).unsqueeze(1)
         # Survivor j goes to slot (number of survivors ranked <= j) - 1; cumsum as a matmul.
-        rank = torch.bmm(keep.transpose(0, 1).unsqueeze(0), self.upper_incl.unsqueeze(0)).squeeze(0)  # (1, k)
+        rank = torch.bmm(keep.transpose(0, 1).unsqueeze(0), upper_incl.unsqueeze(0)).squeeze(0)  # (1, k)
         to_slot = keep.transpose(0, 1) * torch.relu(1.0 - (rank - 1.0 - self.slots).abs())  # (D, k) one-hot rows
         out_boxes = torch.bmm(to_slot.unsqueeze(0), cand_boxes.unsqueeze(0)).squeeze(0)
         out_scores = (to_slot * cand_scores).sum(1)

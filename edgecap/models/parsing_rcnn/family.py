@@ -26,9 +26,8 @@ from edgecap.data.densepose_coco import DensePoseCOCO, DensePoseSample
 from edgecap.data.densepose_parts import PART_NAMES
 from edgecap.models.base import Arrays, Predictor, TensorSpec
 from edgecap.models.parsing_rcnn.config import PRESETS, ParsingRCNNConfig
-from edgecap.models.parsing_rcnn.losses import box_loss, densepose_loss, rpn_loss
 from edgecap.models.parsing_rcnn.model import ParsingRCNN, build_parsing_rcnn
-from edgecap.models.parsing_rcnn.targets import densepose_targets, rpn_targets, sample_proposals
+from edgecap.models.parsing_rcnn.training import ParsingRCNNTrainer
 from edgecap.train.config import TrainConfig
 
 IMAGE_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, RGB in [0, 1]
@@ -44,6 +43,10 @@ class DensePoseDataConfig:
     train_images: int = 2000
     val_images: int = 100
     max_people: int = 4
+    # dp points per person (min, max). DensePose-COCO has about 100; the synthetic default draws
+    # more so a short CPU run gets more part/UV supervision per image (the evaluator averages
+    # GPS over whatever points the val set has).
+    dp_points: tuple[int, int] = (200, 300)
     cache_dir: str = ""
     # densepose_coco: densepose_coco_2014_*.json and the COCO image folders
     train_json: str = ""
@@ -83,6 +86,14 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     return out, scale
 
 
+def check_image(image: np.ndarray, where: str) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) image, or a clear error naming what was given."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise EdgecapError(f"{where}: expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+    return image
+
+
 def read_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
@@ -100,56 +111,30 @@ def _synthetic_split(cfg: DensePoseDataConfig, image_size: tuple[int, int], spli
 
     count = cfg.train_images if split == "train" else cfg.val_images
     seed = cfg.seed * 2 + (split == "val")  # splits never share images
-    key = hashlib.sha1(json.dumps([seed, count, image_size, cfg.max_people]).encode()).hexdigest()[:12]
+    key = hashlib.sha1(json.dumps([seed, count, image_size, cfg.max_people, list(cfg.dp_points)]).encode()
+                       ).hexdigest()[:12]
     root = Path(cfg.cache_dir or Path.home() / ".cache" / "edgecap" / "densepose") / f"{split}-{key}"
     if not (root / f"densepose_{split}.json").exists():
         tmp = root.with_name(f".tmp-{root.name}-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        write_synthetic_densepose(tmp, count, split, seed=seed, image_size=image_size, max_people=cfg.max_people)
+        write_synthetic_densepose(tmp, count, split, seed=seed, image_size=image_size, max_people=cfg.max_people,
+                                  points=cfg.dp_points)
         shutil.rmtree(root, ignore_errors=True)
         os.replace(tmp, root)  # a half-rendered set never looks complete
     return DensePoseSplit(DensePoseCOCO(root / f"densepose_{split}.json", root / split), 256.0, image_size[0])
 
 
-class ParsingRCNNTrainer(nn.Module):
-    """forward(images, samples) -> total loss; wraps the model so DDP sees one forward."""
-
-    def __init__(self, model: ParsingRCNN, max_dense_rois: int):
-        super().__init__()
-        self.model, self.max_dense_rois = model, max_dense_rois
-        self.last_losses: dict[str, float] = {}
-
-    def forward(self, images: torch.Tensor, samples: list[tuple[DensePoseSample, float]]) -> torch.Tensor:
-        m = self.model
-        feats = m.features(images)
-        total, parts = images.new_zeros(()), {}
-        s = m.config.dense_output_size
-        for i, (sample, scale) in enumerate(samples):
-            f = [level[i : i + 1] for level in feats]
-            gt = torch.from_numpy(sample.boxes * scale)
-            objectness, deltas = m.rpn_outputs(f)
-            labels, reg = rpn_targets(m.anchors, gt)
-            losses = rpn_loss(objectness, deltas, labels, reg)
-            with torch.no_grad():
-                proposals, scores = m.proposals([x.detach() for x in f])
-            rois, labels, matched, reg = sample_proposals(proposals[scores > 0], gt)
-            losses.update(box_loss(*m.box_outputs(f, rois), labels, reg))
-            pos = torch.nonzero(labels == 1).flatten()[: self.max_dense_rois]
-            points = [torch.from_numpy(p * np.array([scale, scale, 1, 1, 1], np.float32)) for p in sample.points]
-            targets = densepose_targets(rois[pos], matched[pos], points, torch.from_numpy(sample.coarse_masks), gt, s,
-                                        gt_has_dp=torch.from_numpy(sample.has_dp))
-            dense = m.dense_outputs(f, rois[pos])
-            losses.update(densepose_loss(dense["part_logits"], dense["u"], dense["v"], dense["coarse_logits"], targets))
-            for k, v in losses.items():
-                total = total + v / len(samples)
-                parts[k] = parts.get(k, 0.0) + float(v.detach()) / len(samples)
-        self.last_losses = parts
-        return total
+def run_name(model: ParsingRCNN) -> str:
+    return f"Parsing R-CNN ({model.config.name})"
 
 
 class ParsingRCNNFamily:
     name = "parsing_rcnn"
-    exportable = False  # quantize/export/bench on phones arrive with the mobile-export issue
+    exportable = True
+    batchable = False  # one image per forward (the RPN and the static D slots are per image)
+    default_calibration = 64  # images; PTQ calibrates on training images, validation stays unseen
+    calibration_split = "train"
+    read_image = staticmethod(read_image)
     run_config = ParsingRun
     presets = PRESETS
     input_name = "image"
@@ -158,9 +143,17 @@ class ParsingRCNNFamily:
         return build_parsing_rcnn(cfg)
 
     def export_form(self, model: ParsingRCNN) -> ParsingRCNN:
+        """An eval-mode copy with BatchNorm folded into the convs and the RPN head un-shared
+        (one copy per level), as PT2E int8 needs (export-probe.md, items 5-6); same outputs."""
         import copy
 
-        return copy.deepcopy(model).eval()
+        from edgecap.models.fold import fold_batchnorm, unfolded_batchnorms
+
+        form = fold_batchnorm(copy.deepcopy(model).eval()).unshare()
+        left = unfolded_batchnorms(form)
+        if left:
+            raise EdgecapError(f"export form of {run_name(model)}: BatchNorm not folded in {left}")
+        return form
 
     def input_spec(self, cfg: ParsingRCNNConfig) -> dict[str, TensorSpec]:
         return {self.input_name: TensorSpec((1, 3, cfg.input_size, cfg.input_size))}
@@ -210,6 +203,16 @@ class ParsingRCNNFamily:
 
     def training_module(self, model: ParsingRCNN, run: ParsingRun) -> nn.Module:
         return ParsingRCNNTrainer(model, run.data.max_dense_rois)
+
+    def qat_finetune(self, model: ParsingRCNN, run: ParsingRun, train_data: DensePoseSplit, steps: int, lr: float,
+                     seed: int = 0, progress: bool = True) -> ParsingRCNN:
+        """`edgecap quantize --method qat`: see edgecap.models.parsing_rcnn.training.qat_finetune."""
+        from edgecap.models.parsing_rcnn.training import qat_finetune
+
+        rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        return qat_finetune(model, lambda _step: self.sample_batch(train_data, rng, run.train.batch_size), steps, lr,
+                            self.float_modules(), run.data.max_dense_rois, progress)
 
     def sample_batch(self, data: DensePoseSplit, rng: np.random.Generator, batch_size: int):
         idx = rng.integers(0, len(data.dataset), batch_size)
@@ -265,6 +268,53 @@ class ParsingRCNNFamily:
         out["detections"] = len(dets)
         return out
 
+    def split_model(self, model: ParsingRCNN) -> dict:
+        """The two-graph form (edgecap.models.parsing_rcnn.split) of an export-form model."""
+        from edgecap.models.parsing_rcnn.split import split_model
+
+        return split_model(model)
+
+    def split_inputs(self, parts: dict, images: list[Arrays], boxes_per_image: int = 3) -> dict[str, list[Arrays]]:
+        """Inputs of each part for the given images: the images for the detector; for the dense
+        head, the float detector's features with each of its top `boxes_per_image` boxes
+        (a centred box when it found nothing, so an untrained model still exports)."""
+        detector, _, det_out = parts["detector"]
+        dense_in = parts["dense"][1]
+        out = {"detector": list(images), "dense": []}
+        for x in images:
+            with torch.no_grad():
+                named = {n: t.numpy() for n, t in zip(det_out, detector(torch.from_numpy(x[self.input_name])))}
+            feats = {n: named[n] for n in dense_in[:-1]}
+            order = np.argsort(-named["scores"], kind="stable")[:boxes_per_image]
+            kept = [k for k in order if named["scores"][k] > 0]
+            if not kept:
+                s = float(x[self.input_name].shape[-1])
+                out["dense"].append({**feats, dense_in[-1]: np.array([[s / 4, s / 4, 3 * s / 4, 3 * s / 4]], np.float32)})
+            for k in kept:
+                out["dense"].append({**feats, dense_in[-1]: named["boxes"][k : k + 1].astype(np.float32)})
+        return out
+
+    def output_parity(self, pairs) -> dict:
+        """Tensor parity over (artifact outputs, PyTorch outputs) pairs, on matched detections
+        (`edgecap.runtime.densepose_post.detection_parity`): summed counts, worst differences,
+        cell-weighted label agreement."""
+        from edgecap.runtime.densepose_post import detection_parity
+
+        total: dict = {"samples": 0, "reference": 0, "artifact": 0, "matched": 0}
+        worst = dict.fromkeys(("box_max_abs_px", "score_max_abs", "logit_max_abs", "uv_max_abs"), 0.0)
+        agree = weight = 0.0
+        for outputs, reference in pairs:
+            p = detection_parity(outputs, reference)
+            total["samples"] += 1
+            for k in ("reference", "artifact", "matched"):
+                total[k] += p[k]
+            for k in worst:
+                worst[k] = max(worst[k], p[k])
+            agree += p["label_agreement"] * max(p["matched"], 1)
+            weight += max(p["matched"], 1)
+        return {**total, "recall": total["matched"] / max(total["reference"], 1), **worst,
+                "label_agreement": agree / max(weight, 1.0)}
+
     def baselines(self, run: ParsingRun, train_data: DensePoseSplit, val_data: DensePoseSplit) -> dict[str, dict]:
         """The untrained model (same seed, no training) on the same validation set."""
         from edgecap.runtime import TorchRunner
@@ -274,6 +324,22 @@ class ParsingRCNNFamily:
         runner = TorchRunner(untrained, [self.input_name], self.output_names(run.model))
         return {"untrained": self.evaluate(runner.run, val_data)}
 
+    def end_to_end(self, runner, cfg: ParsingRCNNConfig, image: np.ndarray,
+                   score_threshold: float = 0.5) -> tuple[np.ndarray, list]:
+        """The app's whole path for one RGB uint8 image: letterbox + normalise, run, decode the
+        detections, paste I/U/V into the image frame. Returns (IUV image (H, W, 3) uint8,
+        detections with boxes in image pixels)."""
+        from edgecap.runtime.densepose_post import decode_detections, paste_iuv
+
+        image = check_image(image, "end_to_end")
+        if hasattr(runner, "min_score"):  # a split artifact: no DensePose maps for boxes nobody shows
+            runner.min_score = score_threshold
+        x, scale = letterbox(image, cfg.input_size)
+        dets = decode_detections(runner.run({self.input_name: x}), score_threshold)
+        dets = [dataclasses.replace(d, box=np.asarray(d.box) / scale) for d in dets]
+        iuv, _ = paste_iuv(dets, image.shape[:2])
+        return iuv, dets
+
     def predict_file(self, runner, cfg: ParsingRCNNConfig, input_path: Path, output_path: Path,
                      score_threshold: float = 0.5) -> str:
         """Image -> IUV image (DensePose convention: I, U*255, V*255) at `output_path` and the
@@ -281,18 +347,56 @@ class ParsingRCNNFamily:
         from PIL import Image
 
         from edgecap.io import atomic_path
-        from edgecap.runtime.densepose_post import decode_detections, draw_iuv_contours, paste_iuv
+        from edgecap.runtime.densepose_post import draw_iuv_contours
 
         image = read_image(input_path)
-        x, scale = letterbox(image, cfg.input_size)
-        dets = decode_detections(runner.run({self.input_name: x}), score_threshold)
-        dets = [dataclasses.replace(d, box=np.asarray(d.box) / scale) for d in dets]
-        iuv, _ = paste_iuv(dets, image.shape[:2])
+        iuv, dets = self.end_to_end(runner, cfg, image, score_threshold)
         with atomic_path(Path(output_path), suffix=".png") as tmp:
             Image.fromarray(iuv).save(tmp, format="PNG")
         contours = Path(output_path).with_name(Path(output_path).stem + "_contours.png")
         draw_iuv_contours(image, iuv, contours, title=f"{cfg.name}: {len(dets)} people")
         return f"wrote {output_path} and {contours}: {len(dets)} people (score >= {score_threshold}, {runner.format})"
+
+    # -- bench hooks (edgecap.runtime.bench) -----------------------------------------------------
+
+    def bench_references(self, run: ParsingRun) -> list[dict]:
+        """Eager fp32 models timed beside the artifacts at the same input size: the paper's
+        DensePose R-CNN baseline and Parsing R-CNN (Table 4). Latency does not depend on the
+        weights (static shapes, fixed D slots), so they are built untrained; they get the same
+        export form (BN folded) as the trained model's own eager row."""
+        refs = []
+        for name in ("densepose_rcnn", "parsing_rcnn"):
+            cfg = dataclasses.replace(PRESETS[name], input_size=run.model.input_size,
+                                      max_detections=run.model.max_detections)
+            params = sum(p.numel() for p in build_parsing_rcnn(cfg).parameters())
+            refs.append({"name": f"{name}_eager_fp32", "preset": name, "model_config": dataclasses.asdict(cfg),
+                         "params": params, "size_bytes": 4 * params})
+        return refs
+
+    def build_reference(self, spec: dict) -> ParsingRCNN:
+        from edgecap.config import from_dict
+
+        torch.manual_seed(0)
+        return self.export_form(self.build(from_dict(ParsingRCNNConfig, spec["model_config"], "bench reference")))
+
+    def bench_scenes(self, run: ParsingRun, out_dir: Path, people=(1, 3, 10), seed: int = 123) -> list[dict]:
+        """Synthetic images with exactly 1, 3 and 10 people (some may be hidden by others) at the
+        training image size, for the end-to-end latency; written once as PNG under out_dir."""
+        from PIL import Image
+
+        from edgecap.data.synthetic_densepose import render_scene, sample_scene
+        from edgecap.io import atomic_path
+
+        scenes = []
+        for n in people:
+            path = Path(out_dir) / f"people_{n}.png"
+            rendered = render_scene(sample_scene(np.random.default_rng([seed, n]), run.model.image_size,
+                                                 num_people=n))
+            with atomic_path(path, suffix=".png") as tmp:
+                Image.fromarray(rendered.image).save(tmp, format="PNG")
+            visible = len(set(np.unique(rendered.instance)) - {0})
+            scenes.append({"people": n, "visible": visible, "image": str(path)})
+        return scenes
 
     def parameter_table(self) -> str:
         from edgecap.models.parsing_rcnn.params import format_table, parameter_table

@@ -183,6 +183,8 @@ class NonLocal2d(nn.Module):
     (R, C, H, W) -> (R, C, H, W), H and W even.
     """
 
+    conv_bn_pairs = (("out", "bn"),)  # edgecap.models.fold
+
     def __init__(self, channels: int, inter_channels: int | None = None):
         super().__init__()
         ci = inter_channels or channels // 2

@@ -103,3 +103,16 @@ def test_litert_parity():
     module = ClusterNMS(0.5, 50, 10).eval()
     got = litert_torch.convert(module, (boxes, scores))(boxes, scores)
     assert all(np.array_equal(np.asarray(a), b.numpy()) for a, b in zip(got, module(boxes, scores)))
+
+
+def test_cheap_selection_equals_exact_without_ties():
+    boxes, scores = clustered_problem(5, n=400)  # continuous scores: no ties
+    exact, cheap = ClusterNMS(0.6, 120, 30), ClusterNMS(0.6, 120, 30, tie_exact=False)
+    assert all(torch.equal(a, b) for a, b in zip(exact(boxes, scores), cheap(boxes, scores)))
+    check_against_greedy(cheap, boxes, scores)
+
+
+def test_no_large_constants():
+    """The (k, k) masks are computed, not stored: an RPN NMS with k = 1000 keeps KBs of buffers."""
+    nms = ClusterNMS(0.7, 1000, 100)
+    assert sum(b.numel() for b in nms.buffers()) < 5000

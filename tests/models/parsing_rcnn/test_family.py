@@ -60,3 +60,44 @@ def test_pipeline_stops_after_pytorch_validation(tmp_path, cache):
 def test_unknown_config_name():
     with pytest.raises(EdgecapError, match="unknown --config 'mobile_c'"):
         api.config("parsing_rcnn", preset="mobile_c")
+
+
+def test_export_form_folds_batchnorm_and_unshares_rpn():
+    import torch
+
+    from edgecap.models import get_family
+    from edgecap.models.fold import unfolded_batchnorms
+    from edgecap.models.parsing_rcnn.model import build_parsing_rcnn
+
+    torch.manual_seed(0)
+    model = build_parsing_rcnn("mobile_b").train()
+    with torch.no_grad():  # give BN non-trivial running statistics
+        model.features(torch.randn(2, 3, 320, 320))
+    model.eval()
+    form = get_family("parsing_rcnn").export_form(model)
+    assert unfolded_batchnorms(form) == [] and unfolded_batchnorms(model) != []
+    assert not form.rpn.head.shared and model.rpn.head.shared
+    x = torch.randn(1, 3, 320, 320)
+    with torch.no_grad():
+        for a, b in zip(model(x), form(x)):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_end_to_end_rejects_bad_images():
+    from edgecap.models import get_family
+    from edgecap.models.parsing_rcnn.config import PRESETS
+
+    family = get_family("parsing_rcnn")
+    for bad in (np.zeros((64, 64), np.uint8), np.zeros((64, 64, 3), np.float32), np.zeros((64, 64, 4), np.uint8)):
+        with pytest.raises(EdgecapError, match="expected an RGB uint8 image"):
+            family.end_to_end(None, PRESETS["mobile_b"], bad)
+
+
+def test_bench_scenes_have_the_requested_people(tmp_path):
+    from edgecap.models import get_family
+
+    run = api.config("parsing_rcnn")
+    scenes = get_family("parsing_rcnn").bench_scenes(run, tmp_path, people=(1, 3))
+    assert [s["people"] for s in scenes] == [1, 3]
+    assert scenes[0]["visible"] == 1 and 1 <= scenes[1]["visible"] <= 3
+    assert np.asarray(Image.open(scenes[1]["image"])).shape == (320, 320, 3)
