@@ -73,7 +73,7 @@ def cmd_bench(a) -> None:
 def cmd_predict(a) -> None:
     from edgecap.export.stage import load_manifest, verify_artifact
     from edgecap.runs import load_trained_model
-    from edgecap.runtime import CheckedRunner, TorchRunner, open_runner
+    from edgecap.runtime import CheckedRunner, TorchRunner, check_artifact_model, open_runner
 
     family, run, model = load_trained_model(Path(a.run))
     names, outs = list(family.input_spec(run.model)), family.output_names(run.model)
@@ -82,7 +82,9 @@ def cmd_predict(a) -> None:
         if a.artifact not in entries:
             raise EdgecapError(f"no artifact {a.artifact!r} in the manifest; have {sorted(entries)}")
         entry = entries[a.artifact]
-        runner = open_runner(verify_artifact(Path(a.run), entry), entry["format"], 1, names, outs)
+        path = verify_artifact(Path(a.run), entry)
+        runner = open_runner(path, entry["format"], 1, names, outs)
+        check_artifact_model(runner, family.name, path)
     else:
         runner = TorchRunner(family.export_form(model), names, outs)
     spec = {n: s.shape for n, s in family.input_spec(run.model).items()}

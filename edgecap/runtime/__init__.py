@@ -60,6 +60,14 @@ def open_runner(path: Path, fmt: str, threads: int = 1, input_names=None, output
     raise EdgecapError(f"unknown format {fmt!r}; available: {sorted(FORMATS)}")
 
 
+def check_artifact_model(runner: Runner, family: str, path: Path) -> None:
+    """Refuse an artifact whose metadata names another model family (e.g. a lifter's .tflite
+    copied over a DensePose artifact)."""
+    meta = runner.metadata() if hasattr(runner, "metadata") else {}
+    if meta and meta.get("model") not in (None, family):
+        raise EdgecapError(f"artifact {path} holds a {meta.get('model')!r} model, not {family!r}")
+
+
 def batched(runner: Runner, static_batch: int | None = 1):
     """A predictor for any batch size over a runner whose artifact takes `static_batch` rows."""
 

@@ -18,7 +18,7 @@ from edgecap.export.base import RunnerUnavailable
 from edgecap.export.stage import load_manifest, verify_artifact
 from edgecap.io import write_json
 from edgecap.runs import load_trained_model
-from edgecap.runtime import TorchRunner, batched, open_runner
+from edgecap.runtime import TorchRunner, batched, check_artifact_model, open_runner
 
 
 class ValidationFailed(EdgecapError):
@@ -70,9 +70,7 @@ def validate(run_dir: Path, parity_samples: int = 256, progress: bool = True) ->
         except RunnerUnavailable as e:
             results.append({**row, "status": "skipped", "reason": str(e)})
             continue
-        meta = runner.metadata() if hasattr(runner, "metadata") else {}
-        if meta and meta.get("model") not in (None, family.name):
-            raise EdgecapError(f"artifact {path} holds a {meta.get('model')!r} model, not {family.name!r}")
+        check_artifact_model(runner, family.name, path)
         if hasattr(family, "output_parity"):  # e.g. detections: compare matched ones, not raw slots
             row["tensor"] = family.output_parity((runner.run(x), reference.run(x)) for x in sample)
         else:

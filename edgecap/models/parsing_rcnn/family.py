@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,10 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     out = np.zeros((1, 3, size, size), np.float32)
     out[0, :, : x.shape[0], : x.shape[1]] = x.transpose(2, 0, 1)
     return out, scale
+
+
+class SlotsFull(UserWarning):
+    """Every one of the model's D detection slots holds a person: some may be missing."""
 
 
 def check_image(image: np.ndarray, where: str) -> np.ndarray:
@@ -338,6 +343,10 @@ class ParsingRCNNFamily:
         dets = decode_detections(runner.run({self.input_name: x}), score_threshold)
         dets = [dataclasses.replace(d, box=np.asarray(d.box) / scale) for d in dets]
         iuv, _ = paste_iuv(dets, image.shape[:2])
+        if len(dets) >= cfg.max_detections:
+            warnings.warn(f"all {cfg.max_detections} detection slots are used: the image may hold more people than "
+                          f"the model's maximum; export with model.max_detections set higher to see them all",
+                          SlotsFull, stacklevel=2)
         return iuv, dets
 
     def predict_file(self, runner, cfg: ParsingRCNNConfig, input_path: Path, output_path: Path,
@@ -350,12 +359,16 @@ class ParsingRCNNFamily:
         from edgecap.runtime.densepose_post import draw_iuv_contours
 
         image = read_image(input_path)
-        iuv, dets = self.end_to_end(runner, cfg, image, score_threshold)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SlotsFull)
+            iuv, dets = self.end_to_end(runner, cfg, image, score_threshold)
         with atomic_path(Path(output_path), suffix=".png") as tmp:
             Image.fromarray(iuv).save(tmp, format="PNG")
         contours = Path(output_path).with_name(Path(output_path).stem + "_contours.png")
         draw_iuv_contours(image, iuv, contours, title=f"{cfg.name}: {len(dets)} people")
-        return f"wrote {output_path} and {contours}: {len(dets)} people (score >= {score_threshold}, {runner.format})"
+        note = "".join(f"\nwarning: {w.message}" for w in caught if issubclass(w.category, SlotsFull))
+        return (f"wrote {output_path} and {contours}: {len(dets)} people (score >= {score_threshold}, "
+                f"{runner.format}){note}")
 
     # -- bench hooks (edgecap.runtime.bench) -----------------------------------------------------
 
