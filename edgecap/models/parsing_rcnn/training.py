@@ -172,7 +172,7 @@ def qat_finetune(model: ParsingRCNN, sample_batch, steps: int, lr: float, float_
             plan = plan_image(teacher, sample, scale, proposals[scores > 0], max_dense_rois)
             r, p = plan.rois.shape[0], plan.dense_rois.shape[0]
             out = gm(image, _pad(plan.rois, BOX_ROIS), _pad(plan.dense_rois, max_dense_rois))
-            losses = image_losses(plan, (out[0][0], out[1][0]), (out[2][:r], out[3][:r]), tuple(o[:p] for o in out[4:]))
+            losses = image_losses(plan, (out[0], out[1]), (out[2][:r], out[3][:r]), tuple(o[:p] for o in out[4:]))
             total = total + sum(losses.values()) / len(samples)
         if not torch.isfinite(total):
             raise EdgecapError(f"QAT: loss became {total.item()} at step {step}; lower the learning rate ({lr})")
