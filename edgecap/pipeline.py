@@ -11,7 +11,8 @@ from edgecap.io import write_json
 
 def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = "ptq",
                  formats: list[str] | None = None, threads: tuple[int, ...] = (1, 2), progress: bool = True,
-                 say=print) -> dict:
+                 say=print, bench_options: dict | None = None) -> dict:
+    """bench_options: extra keyword arguments of `edgecap.runtime.bench.bench` (e.g. min_runs)."""
     from edgecap.export.stage import export
     from edgecap.models import get_family
     from edgecap.quantize.stage import quantize
@@ -47,7 +48,7 @@ def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = 
         say(validate_table(stage("validate", validate, out, progress=progress)))
     except ValidationFailed as e:  # still benchmark and report, then fail
         failed = e
-    say(bench_table(stage("bench", bench, out, threads=threads, progress=progress)))
+    say(bench_table(stage("bench", bench, out, threads=threads, progress=progress, **(bench_options or {}))))
     stage("report", build_report, out)
     say(f"report: {out / 'report.md'} and {out / 'report.json'}")
     if failed:

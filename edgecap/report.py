@@ -25,8 +25,8 @@ def build_report(run_dir: Path) -> dict:
         "timings_s": _maybe(run_dir / "pipeline_timings.json", "pipeline timings"),
     }
     write_json(run_dir / "report.json", report)
-    plot = _plot(run_dir, report)
-    write_text(run_dir / "report.md", _markdown(report, plot))
+    plots = [p for p in (_plot(run_dir, report), _plot_people(run_dir, report)) if p]
+    write_text(run_dir / "report.md", _markdown(report, plots))
     return report
 
 
@@ -75,7 +75,35 @@ def _plot(run_dir: Path, report: dict) -> str | None:
     return name
 
 
-def _markdown(report: dict, plot: str | None) -> str:
+def _plot_people(run_dir: Path, report: dict) -> str | None:
+    """End-to-end latency (image -> IUV image) against the number of people in the image."""
+    rows = (report.get("bench") or {}).get("end_to_end") or []
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name in dict.fromkeys(r["name"] for r in rows):
+        mine = sorted((r["people_in_image"], r["p50_ms"]) for r in rows if r["name"] == name)
+        ax.plot(*zip(*mine), marker="s" if "int8" in name else "o", label=name)
+    ax.set_xlabel("people in the image")
+    ax.set_ylabel(f"p50 ms, end to end, {rows[0]['threads']} thread")
+    ax.set_yscale("log")
+    ax.set_title(f"{report['run']['family']}: pre-processing + model + decoding + IUV paste-back")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    name = "report_people_latency.png"
+    with atomic_path(run_dir / name) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return name
+
+
+def _markdown(report: dict, plots: list[str]) -> str:
     run = report["run"]
     out = [f"# edgecap report: {run['family']}", ""]
     tr = report.get("training")
@@ -105,8 +133,8 @@ def _markdown(report: dict, plot: str | None) -> str:
         out += ["## Validation (task and tensor parity against PyTorch fp32)", "", "```", validate_table(report["validation"]), "```", ""]
     if report.get("bench"):
         out += ["## Latency", "", "```", bench_table(report["bench"]), "```", ""]
-    if plot:
-        out += [f"![latency vs accuracy]({plot})", ""]
+    for plot in plots:
+        out += [f"![{plot.removesuffix('.png').replace('_', ' ')}]({plot})", ""]
     if report.get("timings_s"):
         out += ["## Stage timings (s)", "", " | ".join(f"{k}: {v:.0f}" for k, v in report["timings_s"].items()), ""]
     return "\n".join(out)

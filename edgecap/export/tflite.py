@@ -27,7 +27,7 @@ from litert_torch.quantize.quant_config import QuantConfig
 from edgecap import EdgecapError
 from edgecap.export.base import ArtifactRecord, ExportRequest
 from edgecap.quantize.pt2e import KeepFloat, ptq_pt2e
-from edgecap.runtime.tflite import METADATA_NAME, TFLiteRunner, read_tflite_metadata
+from edgecap.runtime.tflite import METADATA_NAME, TFLiteRunner, delegation, read_tflite_metadata
 
 __all__ = ["export_tflite", "read_tflite_metadata", "tflite_op_stats"]
 
@@ -74,6 +74,7 @@ def export_tflite(req: ExportRequest, out: Path) -> ArtifactRecord:
 
     # Load the written file (metadata rewrite included) and run the example once.
     runner = TFLiteRunner(out)
+    xnnpack = delegation(out)
     got = runner.run(req.example_inputs)
     with torch.no_grad():
         ref = model(*args)
@@ -103,6 +104,7 @@ def export_tflite(req: ExportRequest, out: Path) -> ArtifactRecord:
                 "outputs": dict(zip(req.output_names, output_keys)),
             },
             **stats,
+            "xnnpack": xnnpack,
             "example_max_abs_diff_vs_eager": example_diff,
         },
     )

@@ -82,7 +82,7 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
     # Other models of the family timed eager beside the artifacts (e.g. the DensePose R-CNN
     # baseline); slow, so fewer runs.
     references = family.bench_references(run) if hasattr(family, "bench_references") else []
-    heavy = {"min_runs": 5, "min_seconds": 2.0, "warmup": 1}
+    heavy = {"min_runs": min(5, min_runs), "min_seconds": min(2.0, min_seconds), "warmup": min(1, warmup)}
     ref_jobs = [{"name": r["name"], "format": "pytorch", "precision": "fp32", "family": family.name, "reference": r,
                  "size_bytes": r["size_bytes"], **heavy} for r in references]
     rows = []
@@ -111,8 +111,8 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
         work = [(j, sc) for j in jobs for sc in scenes]
         for job, scene in tqdm(work, desc="bench end to end", disable=not progress):
             result = bench_target.measure({**common, **job, "threads": threads[0], "scene": scene["image"],
-                                           "run_dir": str(run_dir), "min_runs": 20, "min_seconds": 1.0,
-                                           "warmup": 3})
+                                           "run_dir": str(run_dir), "min_runs": min(20, min_runs),
+                                           "min_seconds": min_seconds, "warmup": min(3, warmup)})
             people.append({"name": job["name"], "threads": threads[0], "people_in_image": scene["people"],
                            "people_visible": scene["visible"], **result})
     report = {"family": family.name, "target": bench_target.name, "threads": list(threads),
@@ -124,15 +124,22 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
 
 
 def _delegation(entry: dict) -> str:
-    """How much of the graph runs on the backend's accelerated kernels, from the manifest."""
-    d = entry.get("details", {})
-    if entry["format"] == "executorch" and "delegated_nodes" in d:
+    """How much of the graph runs on the backend's accelerated kernels, from the manifest
+    (a split artifact: its parts, detector first)."""
+    details = entry.get("details", {})
+    parts = [details[p] for p in ("detector", "dense") if p in details] if entry.get("layout") == "split" else [details]
+    return " + ".join(_delegation_of(entry["format"], d) for d in parts)
+
+
+def _delegation_of(fmt: str, d: dict) -> str:
+    if fmt == "executorch" and "delegated_nodes" in d:
         return (f"XNNPACK {d['delegated_nodes']} nodes in {d['delegated_subgraphs']} subgraphs, "
                 f"{d['non_delegated_nodes']} portable")
-    if entry["format"] == "tflite" and "xnnpack" in d:
-        return d["xnnpack"]
-    if entry["format"] == "onnx" and "nodes" in d:
-        return f"ORT CPU EP (MLAS), all {d['nodes']} nodes"
+    if fmt == "tflite" and "xnnpack" in d:
+        x = d["xnnpack"]
+        return f"XNNPACK {x['delegated_nodes']}/{x['nodes']} nodes in {x['partitions']} partitions"
+    if fmt == "onnx" and "nodes" in d:
+        return f"ORT CPU EP (MLAS kernels), {d['nodes']} nodes"
     return ""
 
 

@@ -77,3 +77,33 @@ class TFLiteRunner(Runner):
 
     def metadata(self) -> dict:
         return dict(self._metadata)
+
+
+
+def delegation(path: str | Path) -> dict:
+    """Graph nodes of a `.tflite` file that the interpreter's default XNNPACK delegate takes.
+
+    LiteRT appends one DELEGATE node per partition and keeps the replaced nodes in its node
+    list; a partition's nodes are those reached walking back from the DELEGATE node's outputs
+    through their producers, stopping at its inputs (partitions are closed subgraphs).
+    """
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()  # applies the default delegate
+    ops = interpreter._get_ops_details()
+    original = [o for o in ops if o["op_name"] != "DELEGATE"]
+    producer = {int(t): o["index"] for o in original for t in o["outputs"]}
+    by_index = {o["index"]: o for o in original}
+    delegated: set[int] = set()
+    partitions = [o for o in ops if o["op_name"] == "DELEGATE"]
+    for part in partitions:
+        boundary = {int(t) for t in part["inputs"]}
+        stack = [int(t) for t in part["outputs"]]
+        while stack:
+            node = producer.get(stack.pop())
+            if node is None or node in delegated:
+                continue
+            delegated.add(node)
+            stack += [int(t) for t in by_index[node]["inputs"] if int(t) >= 0 and int(t) not in boundary]
+    kept = sorted({o["op_name"] for o in original if o["index"] not in delegated})
+    return {"nodes": len(original), "delegated_nodes": len(delegated), "partitions": len(partitions),
+            "non_delegated_ops": kept}

@@ -51,10 +51,25 @@ def test_predict_writes_iuv_and_contours(tmp_path, cache, capsys):
     assert "corrupt or not an image" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
 
 
-def test_pipeline_stops_after_pytorch_validation(tmp_path, cache):
-    api.pipeline("parsing_rcnn", config(cache, 1), tmp_path / "run", progress=False, say=lambda *_: None)
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["training"]["val"]["images"] == 2 and report["export"] is None
+def test_pipeline_exports_validates_benches_and_reports(tmp_path, cache):
+    """The whole pipeline on a 1-step run, ONNX only, 1 thread, few timed runs (the full run is
+    `edgecap pipeline parsing_rcnn`); the bench includes the eager baselines and people counts."""
+    run = tmp_path / "run"
+    api.pipeline("parsing_rcnn", config(cache, 1), run, formats=["onnx"], threads=(1,), progress=False,
+                 say=lambda *_: None, bench_options={"min_runs": 2, "min_seconds": 0.0, "warmup": 1})
+    report = json.loads((run / "report.json").read_text())
+    assert report["training"]["val"]["images"] == 2
+    assert {a["name"] for a in report["export"]["artifacts"]} == {"parsing_rcnn_fp32.onnx", "parsing_rcnn_int8.onnx"}
+    assert {r["name"] for r in report["validation"]["artifacts"]} == {"parsing_rcnn_fp32.onnx", "parsing_rcnn_int8.onnx"}
+    bench = report["bench"]
+    names = {r["name"] for r in bench["rows"]}
+    assert {"densepose_rcnn_eager_fp32", "parsing_rcnn_eager_fp32", "pytorch_fp32"} <= names
+    onnx = next(r for r in bench["rows"] if r["name"] == "parsing_rcnn_int8.onnx")
+    assert onnx["speedup_vs_densepose_rcnn_eager_fp32"] > 0 and onnx["smaller_than_densepose_rcnn_eager_fp32"] > 10
+    assert sorted({p["people_in_image"] for p in bench["end_to_end"]}) == [1, 3, 10]
+    md = (run / "report.md").read_text()
+    assert "vs densepose_rcnn_eager_fp32" in md and "end to end" in md
+    assert (run / "report_latency_accuracy.png").exists() and (run / "report_people_latency.png").exists()
 
 
 def test_unknown_config_name():
