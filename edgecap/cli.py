@@ -92,6 +92,13 @@ def cmd_predict(a) -> None:
     print(family.predict_file(runner, run.model, Path(a.input), Path(a.output)))
 
 
+def cmd_derive(a) -> None:
+    from edgecap.runs import derive_run
+
+    derive_run(Path(a.run), Path(a.out), a.set)
+    print(f"wrote {a.out}: the weights of {a.run} with {' '.join(a.set)}; run quantize/export/validate/bench on it")
+
+
 def cmd_evaluate(a) -> None:
     from edgecap.io import write_json
     from edgecap.runs import load_trained_model
@@ -185,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--artifact", help="artifact name from the manifest (default: PyTorch eager)")
 
     add("evaluate", cmd_evaluate, "Task metrics of the trained PyTorch model on the validation set (evaluate.json).")
+
+    sp = add("derive", cmd_derive, "A new run directory with a trained run's weights under changed settings "
+                                   "that keep every weight's shape (e.g. model.input_size=512).")
+    sp.add_argument("--out", required=True, help="the new run directory")
+    sp.add_argument("--set", nargs="+", required=True, metavar="KEY=VALUE", help="e.g. model.input_size=512")
 
     sp = add("params", cmd_params, "Print the parameter table of a model's configurations.", run_arg=False)
     sp.add_argument("model", help="model family, e.g. parsing_rcnn")

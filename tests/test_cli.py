@@ -93,3 +93,17 @@ def test_evaluate_writes_metrics(capsys, tiny_run):
     report = json.loads((tiny_run / "evaluate.json").read_text())
     spec = json.loads((tiny_run / "model.json").read_text())
     assert report["val"]["mpjpe_mm"] == pytest.approx(spec["val"]["mpjpe_mm"], rel=1e-5)
+
+
+def test_derive_keeps_weights_and_refuses_shape_changes(tiny_run, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "derived"
+    assert main(["derive", str(tiny_run), "--out", str(out), "--set", "data.val_sequences=3"]) == 0
+    spec = json.loads((out / "run.json").read_text())
+    assert spec["config"]["data"]["val_sequences"] == 3
+    a, b = load_file(tiny_run / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all((a[k] == b[k]).all() for k in a)
+    assert json.loads((out / "model.json").read_text())["derived_from"]["overrides"] == ["data.val_sequences=3"]
+    code = main(["derive", str(tiny_run), "--out", str(tmp_path / "bad"), "--set", "model.hidden=32"])
+    assert code == 2 and "has shape" in capsys.readouterr().err and not (tmp_path / "bad").exists()
