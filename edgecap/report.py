@@ -66,13 +66,7 @@ def _plot(run_dir: Path, report: dict) -> str | None:
     ax.set_xlabel(f"p50 latency per inference, {min(report['bench']['threads'])} thread (ms, log)")
     ax.set_ylabel(metric.replace("_mm", " (mm)"))
     ax.set_title(f"{report['run']['family']}: latency vs accuracy on {report['bench']['target']}")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    name = "report_latency_accuracy.png"
-    with atomic_path(run_dir / name) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return name
+    return _save(fig, ax, run_dir / "report_latency_accuracy.png")
 
 
 def _plot_people(run_dir: Path, report: dict) -> str | None:
@@ -93,14 +87,20 @@ def _plot_people(run_dir: Path, report: dict) -> str | None:
     ax.set_ylabel(f"p50 ms, end to end, {rows[0]['threads']} thread")
     ax.set_yscale("log")
     ax.set_title(f"{report['run']['family']}: pre-processing + model + decoding + IUV paste-back")
-    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return _save(fig, ax, run_dir / "report_people_latency.png")
+
+
+def _save(fig, ax, path: Path) -> str:
+    """Grid, tight layout, atomic PNG write; returns the file name."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    name = "report_people_latency.png"
-    with atomic_path(run_dir / name) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    return name
+    return path.name
 
 
 def _markdown(report: dict, plots: list[str]) -> str:
