@@ -77,16 +77,20 @@ def qat_finetune(
     opt = torch.optim.Adam([p for p in gm.parameters() if p.requires_grad], lr=lr)
     for step in range(steps):
         inputs, targets = sample_batch(step)
-        loss = loss_fn(gm(*inputs), targets)
-        if not torch.isfinite(loss):
-            raise EdgecapError(f"QAT: loss became {loss.item()} at step {step}; lower the learning rate ({lr})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % max(1, steps // 10) == 0 or step == steps - 1:
-            log.info("QAT step %d/%d loss %.4f", step + 1, steps, loss.item())
+        optimizer_step(opt, loss_fn(gm(*inputs), targets), step, steps, lr)
 
     return copy_trained_weights(model, gm)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, step: int, steps: int, lr: float) -> None:
+    """One QAT update; a non-finite loss stops with the step and the learning rate."""
+    if not torch.isfinite(loss):
+        raise EdgecapError(f"QAT: loss became {loss.item()} at step {step}; lower the learning rate ({lr})")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if step % max(1, steps // 10) == 0 or step == steps - 1:
+        log.info("QAT step %d/%d loss %.4f", step + 1, steps, loss.item())
 
 
 @torch.no_grad()

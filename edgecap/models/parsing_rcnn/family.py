@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from edgecap import EdgecapError, __version__
-from edgecap.data.densepose_coco import DensePoseCOCO, DensePoseSample
+from edgecap.data.densepose_coco import DensePoseCOCO
 from edgecap.data.densepose_parts import PART_NAMES
 from edgecap.models.base import Arrays, Predictor, TensorSpec
 from edgecap.models.parsing_rcnn.config import PRESETS, ParsingRCNNConfig

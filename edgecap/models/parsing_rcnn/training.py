@@ -14,7 +14,6 @@ computes the heads and the usual losses train it. Weights are then copied back b
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,6 @@ from edgecap.models.parsing_rcnn.losses import box_loss, densepose_loss, rpn_los
 from edgecap.models.parsing_rcnn.model import ParsingRCNN
 from edgecap.models.parsing_rcnn.targets import densepose_targets, matched_iou, rpn_targets, sample_proposals
 
-log = logging.getLogger(__name__)
 
 DENSE_MIN_IOU = 0.7  # detectron2 ROI_DENSEPOSE_HEAD.FG_IOU_THRESHOLD, also densepose_targets' default
 BOX_ROIS = 128  # sample_proposals' num_samples: RoIs per image for the box head
@@ -148,7 +146,7 @@ def qat_finetune(model: ParsingRCNN, sample_batch, steps: int, lr: float, float_
     from tqdm import tqdm
 
     from edgecap.quantize.pt2e import xnnpack_quantizer
-    from edgecap.quantize.qat import copy_trained_weights
+    from edgecap.quantize.qat import copy_trained_weights, optimizer_step
 
     if steps < 1 or lr <= 0:
         raise EdgecapError(f"QAT needs steps >= 1 and lr > 0, got steps={steps}, lr={lr}")
@@ -174,11 +172,5 @@ def qat_finetune(model: ParsingRCNN, sample_batch, steps: int, lr: float, float_
             out = gm(image, _pad(plan.rois, BOX_ROIS), _pad(plan.dense_rois, max_dense_rois))
             losses = image_losses(plan, (out[0], out[1]), (out[2][:r], out[3][:r]), tuple(o[:p] for o in out[4:]))
             total = total + sum(losses.values()) / len(samples)
-        if not torch.isfinite(total):
-            raise EdgecapError(f"QAT: loss became {total.item()} at step {step}; lower the learning rate ({lr})")
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        if step % max(1, steps // 10) == 0 or step == steps - 1:
-            log.info("QAT step %d/%d loss %.4f", step + 1, steps, total.item())
+        optimizer_step(opt, total, step, steps, lr)
     return copy_trained_weights(model, gm.model)
