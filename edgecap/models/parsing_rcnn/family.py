@@ -365,9 +365,10 @@ class ParsingRCNNFamily:
         with atomic_path(Path(output_path), suffix=".png") as tmp:
             Image.fromarray(iuv).save(tmp, format="PNG")
         contours = Path(output_path).with_name(Path(output_path).stem + "_contours.png")
-        draw_iuv_contours(image, iuv, contours, title=f"{cfg.name}: {len(dets)} people")
+        people = f"{len(dets)} {'person' if len(dets) == 1 else 'people'}"
+        draw_iuv_contours(image, iuv, contours, title=f"{cfg.name}: {people}")
         note = "".join(f"\nwarning: {w.message}" for w in caught if issubclass(w.category, SlotsFull))
-        return (f"wrote {output_path} and {contours}: {len(dets)} people (score >= {score_threshold}, "
+        return (f"wrote {output_path} and {contours}: {people} (score >= {score_threshold}, "
                 f"{runner.format}){note}")
 
     # -- bench hooks (edgecap.runtime.bench) -----------------------------------------------------
