@@ -63,16 +63,27 @@ class TFLiteRunner(Runner):
         except (RuntimeError, ValueError) as e:  # e.g. "Node number 486 (BROADCAST_TO) failed to prepare"
             raise EdgecapError(f"LiteRT cannot load {self.path}: {e}") from e
         details = self._runner.get_input_details()
-        self._shapes = {}
+        self._shapes, self._quantized = {}, {}
         for name, key in self._inputs.items():
-            if details[key]["dtype"] != np.float32:  # edgecap exports keep float I/O (export-probe.md, item 15)
-                kind = details[key]["dtype"].__name__
-                raise EdgecapError(f"{self.path}: input {name!r} ({key}) is {kind}, expected float32")
+            dtype = details[key]["dtype"]
+            if dtype == np.int8:  # a quantized first op reads the input directly (export-probe.md, item 15)
+                scale, zero_point = details[key]["quantization"]
+                if not scale:
+                    raise EdgecapError(f"{self.path}: int8 input {name!r} ({key}) has no quantization scale")
+                self._quantized[name] = (float(scale), int(zero_point))
+            elif dtype != np.float32:
+                raise EdgecapError(f"{self.path}: input {name!r} ({key}) is {dtype.__name__}, expected float32 or int8")
             self._shapes[name] = tuple(int(s) for s in details[key]["shape"])
+
+    def _feed(self, name: str, x: np.ndarray) -> np.ndarray:
+        if name not in self._quantized:
+            return np.ascontiguousarray(x, dtype=np.float32)
+        scale, zero_point = self._quantized[name]
+        return np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
 
     def run(self, inputs: Arrays) -> Arrays:
         check_named_arrays(inputs, self._shapes, f"TFLite runner ({self.path.name})")
-        outs = self._runner(**{k: np.ascontiguousarray(inputs[n], dtype=np.float32) for n, k in self._inputs.items()})
+        outs = self._runner(**{k: self._feed(n, inputs[n]) for n, k in self._inputs.items()})
         return {name: outs[key] for name, key in self._outputs.items()}
 
     def metadata(self) -> dict:
