@@ -181,7 +181,7 @@ class ParsingRCNNFamily:
 
     def float_modules(self) -> list[str]:
         # Box decoding, NMS and RoI pooling break in int8 (export-probe.md).
-        return ["rpn.nms", "rpn.box_coder", "box_nms", "box_coder", "box_pooler", "dense_pooler"]
+        return ["rpn.decoder", "rpn.nms", "box_decoder", "box_nms", "empty_slots", "box_pooler", "dense_pooler"]
 
     def tolerances(self) -> dict[str, dict]:
         return {

@@ -12,7 +12,7 @@ depends on tensor values; every shape is fixed by the config.
 
 Training uses the pieces as methods on one image at a time (batch 1; loop over images):
 `features`, `rpn_outputs` with `anchors`, `proposals`, `box_outputs`, `dense_outputs`, and
-the box coders `rpn.box_coder` (weights 1, 1, 1, 1) and `box_coder` (10, 10, 5, 5) for targets.
+the box coders `rpn.decoder.box_coder` (weights 1, 1, 1, 1) and `box_decoder.box_coder` (10, 10, 5, 5).
 """
 
 from __future__ import annotations
@@ -83,6 +83,57 @@ class Pooler(nn.Module):
         return self.op(features, boxes) if self.multilevel else self.op(features[0], boxes)
 
 
+class ProposalDecoder(nn.Module):
+    """RPN outputs -> the top `k` anchors as clipped boxes (k, 4) and probabilities (k,), 0 for
+    empty boxes. Parameter-free; a module of its own so int8 flows keep the box arithmetic
+    in fp32 (`float_modules`: PT2E tells modules apart only by their forward calls)."""
+
+    def __init__(self, k: int, image_size: tuple[int, int]):
+        super().__init__()
+        self.k = k
+        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+        h, w = image_size
+        self.register_buffer("image_max", torch.tensor([w, h, w, h], dtype=torch.float32), persistent=False)
+
+    def forward(self, objectness: torch.Tensor, deltas: torch.Tensor,
+                anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        top = objectness.topk(self.k)
+        # index_select gathers the k chosen rows (as Cluster-NMS does for its scores);
+        # a one-hot matmul would need a (k, A) matrix, 25M entries at 320x320.
+        anchors = anchors.index_select(0, top.indices)
+        boxes = clip_boxes(self.box_coder.decode(deltas.index_select(0, top.indices), anchors), self.image_max)
+        return boxes, torch.sigmoid(top.values) * nonempty(boxes)
+
+
+class DetectionDecoder(nn.Module):
+    """Box-head outputs on the proposals -> clipped boxes (P, 4) and person probabilities (P,),
+    zero for empty proposals, empty boxes and scores under `score_threshold`. Parameter-free,
+    a module so int8 flows keep it fp32 (a quantized softmax also fails LiteRT's int8 kernel
+    check, "output->params.scale not near 1.f / 256")."""
+
+    def __init__(self, score_threshold: float, image_size: tuple[int, int]):
+        super().__init__()
+        self.score_threshold = score_threshold
+        self.box_coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+        h, w = image_size
+        self.register_buffer("image_max", torch.tensor([w, h, w, h], dtype=torch.float32), persistent=False)
+
+    def forward(self, class_logits: torch.Tensor, deltas: torch.Tensor, proposals: torch.Tensor,
+                proposal_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        boxes = clip_boxes(self.box_coder.decode(deltas, proposals), self.image_max)
+        scores = torch.softmax(class_logits, dim=1)[:, 1]
+        # Float masks instead of boolean indexing keep the number of candidates static.
+        scores = scores * (proposal_scores > 0).to(scores.dtype) * nonempty(boxes)
+        return boxes, scores * (scores > self.score_threshold).to(scores.dtype)
+
+
+class EmptySlots(nn.Module):
+    """Zero the boxes of output slots whose score is 0 (fp32, like the NMS before it)."""
+
+    def forward(self, boxes: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return boxes * (scores > 0).to(boxes.dtype).unsqueeze(1)
+
+
 class RegionProposalNetwork(nn.Module):
     """RPN for one static image size.
 
@@ -96,12 +147,10 @@ class RegionProposalNetwork(nn.Module):
                  pre_nms_topk: int = 1000, post_nms_topk: int = 100, nms_iou: float = 0.7):
         super().__init__()
         self.head, self.anchor_generator = head, anchor_generator
-        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
         self.pre_nms_topk = min(pre_nms_topk, anchor_generator.anchors.shape[0])
+        self.decoder = ProposalDecoder(self.pre_nms_topk, image_size)
         # tie_exact=False: the tie-exact selection would compare 1000 x A (25,575 at 320) scores.
         self.nms = ClusterNMS(nms_iou, self.pre_nms_topk, post_nms_topk, tie_exact=False)
-        h, w = image_size
-        self.register_buffer("image_max", torch.tensor([w, h, w, h], dtype=torch.float32), persistent=False)
 
     @property
     def anchors(self) -> torch.Tensor:
@@ -114,13 +163,7 @@ class RegionProposalNetwork(nn.Module):
         return objectness[0], deltas[0]
 
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        objectness, deltas = self.outputs(features)
-        top = objectness.topk(self.pre_nms_topk)
-        # index_select gathers the k chosen rows (as Cluster-NMS does for its scores);
-        # a one-hot matmul would need a (k, A) matrix, 25M entries at 320x320.
-        anchors = self.anchors.index_select(0, top.indices)
-        boxes = clip_boxes(self.box_coder.decode(deltas.index_select(0, top.indices), anchors), self.image_max)
-        scores = torch.sigmoid(top.values) * nonempty(boxes)
+        boxes, scores = self.decoder(*self.outputs(features), self.anchors)
         boxes, scores, _ = self.nms(boxes, scores)
         return boxes, scores
 
@@ -150,10 +193,9 @@ class ParsingRCNN(nn.Module):
         self.dense_level_slice = slice(cfg.dense_levels[0] - 2, cfg.dense_levels[-1] - 1)
         self.dense_pooler = dense_pooler or Pooler(cfg.dense_pooling, cfg.dense_roi_size,
                                                    PYRAMID_STRIDES[self.dense_level_slice], cfg.sampling_ratio)
-        self.box_coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+        self.box_decoder = DetectionDecoder(cfg.box_score_threshold, cfg.image_size)
         self.box_nms = ClusterNMS(cfg.box_nms_iou, rpn.nms.max_detections, cfg.max_detections)  # P -> D
-        h, w = cfg.image_size
-        self.register_buffer("image_max", torch.tensor([w, h, w, h], dtype=torch.float32), persistent=False)
+        self.empty_slots = EmptySlots()
 
     def input_spec(self) -> dict[str, TensorSpec]:
         return {"image": TensorSpec((1, 3) + self.config.image_size)}
@@ -201,14 +243,9 @@ class ParsingRCNN(nn.Module):
         Empty proposals (score 0), scores under `box_score_threshold` and empty boxes score 0;
         slots left after NMS have score 0 and box 0.
         """
-        class_logits, deltas = self.box_outputs(features, proposals)
-        boxes = clip_boxes(self.box_coder.decode(deltas, proposals), self.image_max)
-        scores = torch.softmax(class_logits, dim=1)[:, 1]
-        # Float masks instead of boolean indexing keep the number of candidates static.
-        scores = scores * (proposal_scores > 0).to(scores.dtype) * nonempty(boxes)
-        scores = scores * (scores > self.config.box_score_threshold).to(scores.dtype)
+        boxes, scores = self.box_decoder(*self.box_outputs(features, proposals), proposals, proposal_scores)
         boxes, scores, _ = self.box_nms(boxes, scores)
-        return boxes * (scores > 0).to(boxes.dtype).unsqueeze(1), scores
+        return self.empty_slots(boxes, scores), scores
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """image (1, 3, H, W) -> boxes (D, 4), scores (D,), part_logits (D, 25, S, S), u (D, 24, S, S),

@@ -45,9 +45,8 @@ class DetectorPart(nn.Module):
         super().__init__()
         self.config = model.config
         self.backbone, self.neck, self.rpn = model.backbone, model.neck, model.rpn
-        self.box_pooler, self.box_head, self.box_coder, self.box_nms = (
-            model.box_pooler, model.box_head, model.box_coder, model.box_nms)
-        self.register_buffer("image_max", model.image_max.clone(), persistent=False)
+        self.box_pooler, self.box_head, self.box_decoder, self.box_nms, self.empty_slots = (
+            model.box_pooler, model.box_head, model.box_decoder, model.box_nms, model.empty_slots)
         self.dense_level_slice = model.dense_level_slice
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
