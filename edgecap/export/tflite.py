@@ -55,7 +55,7 @@ def export_tflite(req: ExportRequest, out: Path) -> ArtifactRecord:
         raise EdgecapError(f"{what} failed: {type(e).__name__}: {e}") from e
     convert_s = time.perf_counter() - start
 
-    input_keys, output_keys, int8_io = _signature_keys(fb, req, what)
+    input_keys, output_keys, int8_inputs = _signature_keys(fb, req, what)
     stats = tflite_op_stats(fb)
     if req.precision == "int8" and not any(stats["int8_ops"].get(op) for op in _INT8_COMPUTE_OPS):
         raise EdgecapError(
@@ -92,8 +92,9 @@ def export_tflite(req: ExportRequest, out: Path) -> ArtifactRecord:
     notes = []
     if req.precision == "int8" and req.float_modules:
         notes.append(f"fp32 modules: {', '.join(req.float_modules)}")
-    for name, q in int8_io.items():
-        notes.append(f"{name!r} is int8: x = {q['scale']:.6g} * (q - {q['zero_point']}) (TFLiteRunner converts)")
+    for name, q in int8_inputs.items():
+        notes.append(f"input {name!r} is int8: q = round(x / {q['scale']:.6g}) + {q['zero_point']} "
+                     "(TFLiteRunner does it for float input)")
     return ArtifactRecord(
         format="tflite",
         precision=req.precision,
@@ -106,7 +107,7 @@ def export_tflite(req: ExportRequest, out: Path) -> ArtifactRecord:
                 "outputs": dict(zip(req.output_names, output_keys)),
             },
             **stats,
-            "int8_io": int8_io,
+            "int8_inputs": int8_inputs,
             "xnnpack": xnnpack,
             "example_max_abs_diff_vs_eager": example_diff,
         },
@@ -128,15 +129,15 @@ def _convert_int8(req: ExportRequest, model: torch.nn.Module, args: tuple) -> li
 
 def _signature_keys(fb: schema.ModelT, req: ExportRequest, what: str) -> tuple[list[str], list[str], dict]:
     """LiteRT's signature keys for the request's inputs and outputs, in order, and the int8
-    inputs/outputs with their (scale, zero_point). An input is int8 when the model's first op
-    reads it directly and was quantized (a CNN's image input; export-probe item 15), an output
-    when the op that writes it was (e.g. the last conv): the runner quantizes such inputs and
-    dequantizes such outputs, an app can use the int8 values directly."""
+    inputs with their (scale, zero_point). An input is int8 when the model's first op reads it
+    directly and was quantized (a CNN's image input; export-probe item 15): the runner
+    quantizes it, an app can feed int8 pixels directly. Outputs must be float32: an int8
+    output means the op writing it belongs in float_modules."""
     if len(fb.signatureDefs or []) != 1:
         raise EdgecapError(f"{what}: expected one signature, found {len(fb.signatureDefs or [])}")
     sig = fb.signatureDefs[0]
     tensors = fb.subgraphs[sig.subgraphIndex].tensors
-    int8_io: dict[str, dict] = {}
+    int8_inputs: dict[str, dict] = {}
 
     def keys(side: str, maps: list, names: list[str], prefix: str) -> list[str]:
         found = {_text(m.name): m.tensorIndex for m in maps}
@@ -147,8 +148,8 @@ def _signature_keys(fb: schema.ModelT, req: ExportRequest, what: str) -> tuple[l
             tensor = tensors[found[key]]
             kind = flatbuffer_utils.type_to_name(tensor.type)
             q = tensor.quantization
-            if kind == "INT8" and q is not None and q.scale is not None and len(q.scale) == 1:
-                int8_io[name] = {"scale": float(q.scale[0]), "zero_point": int(q.zeroPoint[0])}
+            if side == "input" and kind == "INT8" and q is not None and q.scale is not None and len(q.scale) == 1:
+                int8_inputs[name] = {"scale": float(q.scale[0]), "zero_point": int(q.zeroPoint[0])}
             elif kind != "FLOAT32":
                 raise EdgecapError(
                     f"{what}: {side} {name!r} ({key}) is {kind}, expected FLOAT32; the ops next to it were "
@@ -157,7 +158,7 @@ def _signature_keys(fb: schema.ModelT, req: ExportRequest, what: str) -> tuple[l
         return expected
 
     inputs = keys("input", sig.inputs, list(req.example_inputs), "args")
-    return inputs, keys("output", sig.outputs, req.output_names, "output"), int8_io
+    return inputs, keys("output", sig.outputs, req.output_names, "output"), int8_inputs
 
 
 def tflite_op_stats(fb: schema.ModelT) -> dict:

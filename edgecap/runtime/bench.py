@@ -84,20 +84,22 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
     references = family.bench_references(run) if hasattr(family, "bench_references") else []
     heavy = {"min_runs": min(5, min_runs), "min_seconds": min(2.0, min_seconds), "warmup": min(1, warmup)}
     ref_jobs = [{"name": r["name"], "format": "pytorch", "precision": "fp32", "family": family.name, "reference": r,
-                 "size_bytes": r["size_bytes"], **heavy} for r in references]
+                 **heavy} for r in references]
     rows = []
     work = [(j, t) for j in jobs + ref_jobs for t in threads]
     for job, t in tqdm(work, desc=f"bench ({bench_target.name})", disable=not progress):
         result = bench_target.measure({**common, **job, "threads": t})
+        # A reference's fp32 weight size is counted by the worker that builds it.
+        size = job["size_bytes"] if "size_bytes" in job else 4 * result["params"]
         rows.append({"name": job["name"], "format": job["format"], "precision": job["precision"],
-                     "threads": t, "size_bytes": job["size_bytes"], **result})
+                     "threads": t, "size_bytes": size, **result})
     eager = {r["threads"]: r["p50_ms"] for r in rows if r["name"] == "pytorch_fp32"}
     for r in rows:
         r["speedup_vs_pytorch"] = eager[r["threads"]] / r["p50_ms"]
         for ref in references:
             base = next(x for x in rows if x["name"] == ref["name"] and x["threads"] == r["threads"])
             r[f"speedup_vs_{ref['name']}"] = base["p50_ms"] / r["p50_ms"]
-            r[f"smaller_than_{ref['name']}"] = ref["size_bytes"] / r["size_bytes"]
+            r[f"smaller_than_{ref['name']}"] = base["size_bytes"] / r["size_bytes"]
     for r in rows:  # delegation facts the exporter recorded
         entry = next((a for a in manifest["artifacts"] if a["name"] == r["name"]), None)
         if entry:

@@ -35,12 +35,14 @@ def main(job: dict) -> dict:
     with np.load(job["inputs"], allow_pickle=False) as data:
         inputs = {k: data[k] for k in data.files}
     rss_before = _rss_mb()
+    extra = {}
     if job["format"] == "pytorch" and "reference" in job:  # another model of the family, eager
         from edgecap.models import get_family
         from edgecap.runtime import TorchRunner
 
         model = get_family(job["family"]).build_reference(job["reference"])
         runner = TorchRunner(model, job["input_names"], job["output_names"], job["threads"])
+        extra["params"] = sum(p.numel() for p in model.parameters())
     elif job["format"] == "pytorch":
         from edgecap.runs import load_trained_model
         from edgecap.runtime import TorchRunner
@@ -51,7 +53,6 @@ def main(job: dict) -> dict:
         from edgecap.runtime import open_runner
 
         runner = open_runner(job["artifact"], job["format"], job["threads"], job["input_names"], job["output_names"])
-    extra = {}
     if "scene" in job:  # end to end: image -> pre-processing -> model -> decode -> IUV paste-back
         from edgecap.runs import load_run
 

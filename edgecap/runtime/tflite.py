@@ -74,12 +74,6 @@ class TFLiteRunner(Runner):
             elif dtype != np.float32:
                 raise EdgecapError(f"{self.path}: input {name!r} ({key}) is {dtype.__name__}, expected float32 or int8")
             self._shapes[name] = tuple(int(s) for s in details[key]["shape"])
-        self._dequantize = {}
-        for name, key in self._outputs.items():
-            out = self._runner.get_output_details()[key]
-            if out["dtype"] == np.int8:  # the op writing it was quantized; hand callers float32
-                scale, zero_point = out["quantization"]
-                self._dequantize[name] = (np.float32(scale), np.float32(zero_point))
 
     def _feed(self, name: str, x: np.ndarray) -> np.ndarray:
         if name not in self._quantized:
@@ -90,10 +84,7 @@ class TFLiteRunner(Runner):
     def run(self, inputs: Arrays) -> Arrays:
         check_named_arrays(inputs, self._shapes, f"TFLite runner ({self.path.name})")
         outs = self._runner(**{k: self._feed(n, inputs[n]) for n, k in self._inputs.items()})
-        result = {name: outs[key] for name, key in self._outputs.items()}
-        for name, (scale, zero_point) in self._dequantize.items():
-            result[name] = scale * (result[name].astype(np.float32) - zero_point)
-        return result
+        return {name: outs[key] for name, key in self._outputs.items()}
 
     def metadata(self) -> dict:
         return dict(self._metadata)

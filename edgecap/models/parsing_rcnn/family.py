@@ -383,9 +383,7 @@ class ParsingRCNNFamily:
         for name in ("densepose_rcnn", "parsing_rcnn"):
             cfg = dataclasses.replace(PRESETS[name], input_size=run.model.input_size,
                                       max_detections=run.model.max_detections)
-            params = sum(p.numel() for p in build_parsing_rcnn(cfg).parameters())
-            refs.append({"name": f"{name}_eager_fp32", "preset": name, "model_config": dataclasses.asdict(cfg),
-                         "params": params, "size_bytes": 4 * params})
+            refs.append({"name": f"{name}_eager_fp32", "preset": name, "model_config": dataclasses.asdict(cfg)})
         return refs
 
     def build_reference(self, spec: dict) -> ParsingRCNN:
