@@ -62,7 +62,7 @@ class DensePoseDataConfig:
 class ParsingRun:
     model: ParsingRCNNConfig = PRESETS["mobile_b"]
     data: DensePoseDataConfig = DensePoseDataConfig()
-    train: TrainConfig = TrainConfig(steps=3000, batch_size=2, lr=1e-3, warmup_steps=200, eval_every=500,
+    train: TrainConfig = TrainConfig(steps=4000, batch_size=2, lr=1e-3, warmup_steps=200, eval_every=1000,
                                      checkpoint_every=250)
 
 
@@ -244,7 +244,8 @@ class ParsingRCNNFamily:
         from tqdm import tqdm
 
         from edgecap.metrics.box_ap import box_ap
-        from edgecap.metrics.densepose import PAPER_KAPPA, ChartGeodesics, densepose_ap
+        from edgecap.data.synthetic_geodesics import synthetic_geodesics
+        from edgecap.metrics.densepose import PAPER_KAPPA, densepose_ap
         from edgecap.runtime.densepose_post import decode_detections
 
         dets = []
@@ -257,13 +258,14 @@ class ParsingRCNNFamily:
                 dets.append({"image_id": sample.image_id, "category_id": 1, "score": float(d.score),
                              "bbox": [x0, y0, x1 - x0, y1 - y0], "I": d.I, "U": d.U, "V": d.V})
         gt = data.dataset.coco.dataset
-        # Synthetic bodies: chart geodesics with DensePose's single kappa = 0.255 (the per-part
-        # kappas are SMPL statistics). DensePose-COCO would use TableGeodesics and per-part kappas.
+        # Synthetic bodies: geodesics on edgecap's canonical body surface (across part seams, as
+        # the official SMPL tables), with DensePose's single kappa = 0.255 (the per-part kappas
+        # are SMPL statistics). DensePose-COCO would use TableGeodesics and per-part kappas.
         if data.dp_scale != 256.0:
             raise EdgecapError("DensePose AP on DensePose-COCO needs the official geodesic tables "
                                "(TableGeodesics.from_files) and per-part kappas (SMPL_PART_KAPPA); "
                                "call edgecap.metrics.densepose.densepose_ap with them")
-        geodesics, kappa = ChartGeodesics(), PAPER_KAPPA
+        geodesics, kappa = synthetic_geodesics(), PAPER_KAPPA
         boxes = box_ap(gt, [{k: v for k, v in d.items() if k not in "IUV"} for d in dets])
         dp = densepose_ap(gt, dets, geodesics, kappa=kappa, dp_scale=data.dp_scale)
         dpm = densepose_ap(gt, dets, geodesics, kappa=kappa, gpsm=True, dp_scale=data.dp_scale)
