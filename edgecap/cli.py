@@ -133,7 +133,8 @@ def cmd_pipeline(a) -> None:
 
     run_pipeline(a.model, _run_config(a.model, a.set, a.config), Path(a.out or DEFAULT_RUN.format(model=a.model)),
                  quant_method=a.quant, formats=_csv(a.formats) if a.formats else None, threads=a.threads,
-                 progress=not a.quiet)
+                 progress=not a.quiet, split_formats=_csv(a.split) if a.split else None,
+                 bench_options={"min_runs": a.runs})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--quant", choices=["ptq", "qat"], default="ptq", help="int8 method (default ptq)")
             sp.add_argument("--formats", help="comma list of onnx,tflite,executorch,coreml (default all)")
             sp.add_argument("--threads", type=_threads, default=(1, 2), help="bench thread counts (default 1,2)")
+            sp.add_argument("--runs", type=int, default=200, help="bench: minimum timed runs per measurement "
+                                                                    "(default 200)")
+            sp.add_argument("--split", metavar="FORMATS",
+                            help="also export the split layout in these formats, e.g. executorch (parsing_rcnn)")
 
     sp = add("quantize", cmd_quantize, "Fix the int8 recipe: calibration set (PTQ) or QAT fine-tuning.")
     sp.add_argument("--method", choices=["ptq", "qat"], default="ptq")

@@ -11,8 +11,9 @@ from edgecap.io import write_json
 
 def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = "ptq",
                  formats: list[str] | None = None, threads: tuple[int, ...] = (1, 2), progress: bool = True,
-                 say=print, bench_options: dict | None = None) -> dict:
-    """bench_options: extra keyword arguments of `edgecap.runtime.bench.bench` (e.g. min_runs)."""
+                 say=print, bench_options: dict | None = None, split_formats: list[str] | None = None) -> dict:
+    """bench_options: extra keyword arguments of `edgecap.runtime.bench.bench` (e.g. min_runs).
+    split_formats: also export the split layout (detector + per-RoI head) in these formats."""
     from edgecap.export.stage import export
     from edgecap.models import get_family
     from edgecap.quantize.stage import quantize
@@ -43,6 +44,8 @@ def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = 
         return timings
     stage("quantize", quantize, out, method=quant_method, progress=progress)
     stage("export", export, out, formats=formats, progress=progress)
+    if split_formats:
+        stage("export_split", export, out, formats=split_formats, layouts=["split"], progress=progress)
     failed = None
     try:
         say(validate_table(stage("validate", validate, out, progress=progress)))

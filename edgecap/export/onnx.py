@@ -6,7 +6,7 @@ is deprecated). It also tags every node with the module path it came from
 
 int8: fp32 model -> `quant_pre_process` -> `quantize_static` (QDQ, per-channel symmetric int8
 weights, int8 activations, MinMax calibration on `req.calibration`). Only weight-bearing ops
-(Conv, Gemm, MatMul with a constant B) are quantized, so normalization arithmetic stays fp32.
+(Conv, ConvTranspose, Gemm, MatMul with a constant B) are quantized, so normalization arithmetic stays fp32.
 Note: ORT QDQ was slower than fp32 on this CPU in the export probe; it is the portable
 int8 form, not the fast one.
 
@@ -29,7 +29,7 @@ import torch
 from edgecap import EdgecapError
 from edgecap.export.base import Arrays, ArtifactRecord, ExportRequest
 
-QUANT_OP_TYPES = ["Conv", "Gemm", "MatMul"]
+QUANT_OP_TYPES = ["Conv", "ConvTranspose", "Gemm", "MatMul"]  # ConvTranspose: per output channel (axis 1)
 _NAME_SCOPES = "pkg.torch.onnx.name_scopes"
 
 

@@ -84,7 +84,8 @@ class ChartGeodesics:
 
     part_sizes: (24, 2) metres, row k - 1 = (su, sv) of part k, the length a full unit of U
     and of V spans on that part. The default is a rough adult (about 1.75 m) and is the same
-    along U and V; the synthetic-data generator should pass its own.
+    along U and V. For edgecap's synthetic bodies, `edgecap.data.synthetic_geodesics` builds
+    true surface geodesics (seams included) instead; this class stays for hand-built cases.
     """
 
     # Rough extents in metres by DensePose part: 1-2 torso, 3-4 hands, 5-6 feet, 7-10 upper

@@ -127,3 +127,18 @@ def test_runner_matches_eager_on_macos(lifter, artifacts):
         runner = CoreMLRunner(artifacts[precision][0])
         got = np.concatenate([runner.run({FAM.input_name: w[None]})[FAM.output_name] for w in kp])
         assert np.abs(got - eager).max() <= tol * np.abs(eager).max(), precision
+
+
+def test_cluster_nms_masks_are_computed_not_stored(tmp_path):
+    """Core ML folds constant subgraphs: the (k, k) rank masks of Cluster-NMS must stay in
+    the graph (2 x 2 MB in fp16 at k = 1000 otherwise)."""
+    from edgecap.models.ops import ClusterNMS
+
+    nms = ClusterNMS(0.7, 1000, 100, tie_exact=False).eval()
+    boxes, scores = torch.rand(3000, 4) * 100, torch.rand(3000)
+    boxes[:, 2:] += boxes[:, :2]
+    program = torch.export.export(nms, (boxes, scores)).run_decompositions({})
+    model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17)
+    big = [op.name for f in model._mil_program.functions.values() for op in f.operations
+           if op.op_type == "const" and getattr(op.outputs[0].val, "size", 0) > 10_000]
+    assert not big, f"constant (k, k) tensors in the Core ML program: {big}"

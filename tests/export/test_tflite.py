@@ -111,3 +111,23 @@ def test_runner_rejects_wrong_shape_and_files_without_edgecap_metadata(lifter, a
     flatbuffer_utils.write_model(bare, str(tmp_path / "bare.tflite"))
     with pytest.raises(EdgecapError, match="no 'edgecap' metadata"):
         TFLiteRunner(tmp_path / "bare.tflite")
+
+
+def test_cluster_nms_masks_are_computed_not_stored(tmp_path):
+    """LiteRT folds constant subgraphs: the (k, k) rank masks of Cluster-NMS must stay in the
+    graph (2 x 4 MB at k = 1000 otherwise), and the converted NMS must keep greedy NMS's result."""
+    import litert_torch
+    import torch
+
+    from edgecap.models.ops import ClusterNMS
+
+    nms = ClusterNMS(0.7, 1000, 100, tie_exact=False).eval()
+    g = torch.Generator().manual_seed(0)
+    xy, wh = torch.rand(3000, 2, generator=g) * 300, torch.rand(3000, 2, generator=g) * 60 + 4
+    boxes, scores = torch.cat([xy, xy + wh], 1), torch.rand(3000, generator=g)
+    path = tmp_path / "nms.tflite"
+    converted = litert_torch.convert(nms, (boxes, scores))
+    converted.export(str(path))
+    assert path.stat().st_size < 200_000
+    for got, want in zip(converted(boxes, scores), nms(boxes, scores)):  # runs the LiteRT interpreter
+        np.testing.assert_allclose(np.asarray(got), want.numpy(), atol=1e-5)

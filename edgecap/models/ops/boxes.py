@@ -82,7 +82,7 @@ class BoxCoder(nn.Module):
 
 
 class AnchorGenerator(nn.Module):
-    """All anchors of an FPN for one static input size, as a constant (A, 4) buffer.
+    """All anchors of an FPN for one static input size.
 
     Level l has stride `strides[l]`, feature size ceil(H / s) x ceil(W / s) and one anchor per
     (size in `sizes[l]`, ratio in `aspect_ratios`) at every location. A ratio r = h / w keeps
@@ -92,7 +92,12 @@ class AnchorGenerator(nn.Module):
     Order (what the RPN head's outputs must be flattened to): levels in order, then locations
     row-major (y, x), then anchors with index ratio_index * len(sizes[l]) + size_index,
     i.e. a head output (1, A_l, H_l, W_l) permuted to (1, H_l, W_l, A_l) and flattened.
-    Computed once at construction: the exported graph holds a constant, not arange/meshgrid.
+
+    `anchors` (all A of them, for training targets) is built on first use and is not a buffer.
+    `select(indices)` computes only the anchors the RPN keeps, from the flat indices and two
+    small tables (per level, per base shape): a constant of all anchors would be 0.4 MB of
+    the int8 artifact at 320 x 320 (25,575 x 4 float32), 10% of it, and exporters fold an
+    in-graph arange/meshgrid back into that constant.
     """
 
     def __init__(
@@ -106,23 +111,61 @@ class AnchorGenerator(nn.Module):
         super().__init__()
         if len(strides) != len(sizes):
             raise EdgecapError(f"AnchorGenerator: {len(strides)} strides but {len(sizes)} size tuples")
+        self.strides, self.offset = tuple(strides), offset
         height, width = image_size
         ratios = torch.tensor(aspect_ratios, dtype=torch.float64)
-        levels, self.feature_sizes = [], []
+        self.feature_sizes, bases, rows, start = [], [], [], 0
         for stride, level_sizes in zip(strides, sizes):
             fh, fw = math.ceil(height / stride), math.ceil(width / stride)
             self.feature_sizes.append((fh, fw))
             s = torch.tensor(level_sizes, dtype=torch.float64)
             half_w = (s[None, :] / ratios.sqrt()[:, None]).reshape(-1) / 2  # (R*S,)
             half_h = (s[None, :] * ratios.sqrt()[:, None]).reshape(-1) / 2
-            base = torch.stack([-half_w, -half_h, half_w, half_h], dim=1)  # (A_l, 4)
-            ys = (torch.arange(fh, dtype=torch.float64) + offset) * stride
-            xs = (torch.arange(fw, dtype=torch.float64) + offset) * stride
-            cy, cx = torch.meshgrid(ys, xs, indexing="ij")
-            centres = torch.stack([cx, cy, cx, cy], dim=-1).reshape(-1, 1, 4)  # (H_l*W_l, 1, 4)
-            levels.append((centres + base[None]).reshape(-1, 4))
+            bases.append(torch.stack([-half_w, -half_h, half_w, half_h], dim=1))  # (A_l, 4)
+            count = fh * fw * len(half_w)
+            # start, end, anchors per location, feature width, stride, first base row
+            rows.append([start, start + count, len(half_w), fw, stride, sum(len(b) for b in bases[:-1])])
+            start += count
         self.num_anchors_per_location = [len(aspect_ratios) * len(s) for s in sizes]
-        self.register_buffer("anchors", torch.cat(levels).float(), persistent=False)
+        self.num_anchors = start
+        self._bases64 = torch.cat(bases)
+        # Every entry is an integer below 2^24 or a base half-size: exact enough in float32.
+        self.register_buffer("level_table", torch.tensor(rows, dtype=torch.float32), persistent=False)
+        self.register_buffer("bases", self._bases64.float(), persistent=False)
+        self._all: torch.Tensor | None = None
+
+    @property
+    def anchors(self) -> torch.Tensor:
+        """(A, 4) every anchor, built once with meshgrids, on the device of the module."""
+        device = self.bases.device
+        if self._all is None or self._all.device != device:
+            levels, first = [], 0
+            for (fh, fw), stride, per in zip(self.feature_sizes, self.strides, self.num_anchors_per_location):
+                base, first = self._bases64[first : first + per], first + per
+                ys = (torch.arange(fh, dtype=torch.float64) + self.offset) * stride
+                xs = (torch.arange(fw, dtype=torch.float64) + self.offset) * stride
+                cy, cx = torch.meshgrid(ys, xs, indexing="ij")
+                centres = torch.stack([cx, cy, cx, cy], dim=-1).reshape(-1, 1, 4)  # (H_l*W_l, 1, 4)
+                levels.append((centres + base[None]).reshape(-1, 4))
+            self._all = torch.cat(levels).float().to(device)
+        return self._all
+
+    def select(self, indices: torch.Tensor) -> torch.Tensor:
+        """Anchors (k, 4) at flat indices (k,) into `anchors`, computed in float32 arithmetic
+        (compare, matmul, floor), which every backend runs: no gather from a big constant."""
+        i = indices.to(torch.float32).unsqueeze(1)  # exact: indices < 2^24
+        table = self.level_table
+        level = ((i >= table[:, 0]) & (i < table[:, 1])).to(torch.float32)  # (k, L) one-hot
+        start, per, width, stride, first = (level @ table[:, c : c + 1] for c in (0, 2, 3, 4, 5))
+        local = i - start
+        location = torch.floor(local / per)  # fractions are >= 1 / per: no rounding across
+        shape = local - location * per
+        y = torch.floor(location / width)
+        x = location - y * width
+        cx, cy = (x + self.offset) * stride, (y + self.offset) * stride
+        rows = torch.arange(self.bases.shape[0], dtype=torch.float32, device=i.device)
+        base = ((first + shape) == rows).to(torch.float32) @ self.bases  # (k, 4)
+        return torch.cat([cx, cy, cx, cy], dim=1) + base
 
     def forward(self) -> torch.Tensor:
         """-> (A, 4) anchors, A = sum_l H_l * W_l * num_anchors_per_location[l]."""

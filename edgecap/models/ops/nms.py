@@ -20,8 +20,9 @@ O(max_candidates * N): cheap for the box head's 100 proposals, 25M elements for 
 proposals may then come in another order on another backend; detections are compared at
 task level anyway).
 
-The (k, k) rank masks are built in the graph from two (k,) rank vectors: as constants they
-would be 4 MB each at k = 1000, more than an int8 mobile detector's weights.
+The (k, k) rank masks are built in the graph from two (k,) rank vectors and the input (see
+`rank_masks`): as constants they would be 4 MB each at k = 1000, more than an int8 mobile
+detector's weights.
 """
 
 from __future__ import annotations
@@ -60,10 +61,15 @@ class ClusterNMS(nn.Module):
         self.register_buffer("rank_col", rank.view(-1, 1), persistent=False)
         self.register_buffer("slots", torch.arange(max_detections, dtype=torch.float32).view(-1, 1), persistent=False)
 
-    def rank_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """upper [i, j] = 1 where i ranks above j (i < j), and upper_incl (i <= j), both (k, k)."""
-        upper = (self.rank_col < self.rank_row).to(self.rank_row.dtype)
-        return upper, (self.rank_col <= self.rank_row).to(self.rank_row.dtype)
+    def rank_masks(self, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """upper [i, j] = 1 where i ranks above j (i < j), and upper_incl (i <= j), both (k, k).
+        `data` is any finite input tensor: adding relu(-|data[0]|) (= 0) makes the masks depend
+        on the input, so converters that fold constant subgraphs (LiteRT, Core ML) cannot turn
+        them into two (k, k) constants (8 MB at k = 1000) and compute them at run time instead.
+        (LiteRT simplifies `data * 0`, and Core ML `clamp(data, 0, 0)`, to a constant 0.)"""
+        row = self.rank_row + torch.relu(-data.reshape(-1)[:1].abs())
+        upper = (self.rank_col < row).to(row.dtype)
+        return upper, (self.rank_col <= row).to(row.dtype)
 
     def select_candidates(self, boxes: torch.Tensor, scores: torch.Tensor,
                           upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +91,7 @@ class ClusterNMS(nn.Module):
     def forward(self, boxes: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if scores.shape[0] < self.max_candidates:
             raise EdgecapError(f"ClusterNMS: {scores.shape[0]} boxes but max_candidates={self.max_candidates}")
-        upper, upper_incl = self.rank_masks()
+        upper, upper_incl = self.rank_masks(scores)
         cand_boxes, cand_scores = self.select_candidates(boxes, scores, upper)
         iou = box_iou(cand_boxes, cand_boxes) * upper  # (k, k), [i, j]: higher-ranked i vs j
         keep = torch.ones_like(cand_scores).unsqueeze(1)  # (k, 1)

@@ -62,7 +62,7 @@ class DensePoseDataConfig:
 class ParsingRun:
     model: ParsingRCNNConfig = PRESETS["mobile_b"]
     data: DensePoseDataConfig = DensePoseDataConfig()
-    train: TrainConfig = TrainConfig(steps=4000, batch_size=2, lr=1e-3, warmup_steps=200, eval_every=1000,
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=2, lr=1e-3, warmup_steps=200, eval_every=1000,
                                      checkpoint_every=250)
 
 

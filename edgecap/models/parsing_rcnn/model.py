@@ -96,11 +96,11 @@ class ProposalDecoder(nn.Module):
         self.register_buffer("image_max", torch.tensor([w, h, w, h], dtype=torch.float32), persistent=False)
 
     def forward(self, objectness: torch.Tensor, deltas: torch.Tensor,
-                anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                anchors: AnchorGenerator) -> tuple[torch.Tensor, torch.Tensor]:
         top = objectness.topk(self.k)
         # index_select gathers the k chosen rows (as Cluster-NMS does for its scores);
         # a one-hot matmul would need a (k, A) matrix, 25M entries at 320x320.
-        anchors = anchors.index_select(0, top.indices)
+        anchors = anchors.select(top.indices)
         boxes = clip_boxes(self.box_coder.decode(deltas.index_select(0, top.indices), anchors), self.image_max)
         return boxes, torch.sigmoid(top.values) * nonempty(boxes)
 
@@ -147,7 +147,7 @@ class RegionProposalNetwork(nn.Module):
                  pre_nms_topk: int = 1000, post_nms_topk: int = 100, nms_iou: float = 0.7):
         super().__init__()
         self.head, self.anchor_generator = head, anchor_generator
-        self.pre_nms_topk = min(pre_nms_topk, anchor_generator.anchors.shape[0])
+        self.pre_nms_topk = min(pre_nms_topk, anchor_generator.num_anchors)
         self.decoder = ProposalDecoder(self.pre_nms_topk, image_size)
         # tie_exact=False: the tie-exact selection would compare 1000 x A (25,575 at 320) scores.
         self.nms = ClusterNMS(nms_iou, self.pre_nms_topk, post_nms_topk, tie_exact=False)
@@ -163,7 +163,7 @@ class RegionProposalNetwork(nn.Module):
         return objectness[0], deltas[0]
 
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        boxes, scores = self.decoder(*self.outputs(features), self.anchors)
+        boxes, scores = self.decoder(*self.outputs(features), self.anchor_generator)
         boxes, scores, _ = self.nms(boxes, scores)
         return boxes, scores
 

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import onnxruntime as ort
 import torch
+from torch import nn
 
 from edgecap.models.ops import AnchorGenerator, BoxCoder, box_iou
 
@@ -65,6 +66,30 @@ def test_anchor_count_centres_and_shapes():
     assert torch.allclose((wh[:, 0] * wh[:, 1]).sqrt(), torch.tensor([64.0, 90.0] * 3))
     # The last anchor centre of the coarsest level is at the last (partial) cell.
     assert torch.allclose((anchors[-1, 0:2] + anchors[-1, 2:4]) / 2, torch.tensor([9.5 * 32, 7.5 * 32]))
+
+
+def test_select_computes_the_anchors_at_flat_indices():
+    gen = AnchorGenerator((8, 16, 32), ((32.0,), (64.0, 90.0), (128.0,)), (0.5, 1.0, 2.0), image_size=(240, 320))
+    every = torch.arange(gen.num_anchors)
+    assert gen.num_anchors == gen.anchors.shape[0]
+    assert (gen.select(every) - gen.anchors).abs().max() < 1e-4  # float32 rounding of the sums
+    picked = torch.tensor([gen.num_anchors - 1, 0, 3600, 3599, 5401])  # level edges, any order
+    assert (gen.select(picked) - gen.anchors[picked]).abs().max() < 1e-4
+    # Only the small tables are tensors of the module: no (A, 4) constant reaches an export.
+    assert sum(b.numel() for b in gen.buffers()) < 100
+    program = torch.export.export(_Select(gen), (picked,))
+    assert torch.equal(program.module()(picked), gen.select(picked))
+    tensors = [*program.state_dict.values(), *program.constants.values()]
+    assert tensors and all(t.numel() < 100 for t in tensors)
+
+
+class _Select(nn.Module):
+    def __init__(self, gen):
+        super().__init__()
+        self.gen = gen
+
+    def forward(self, indices):
+        return self.gen.select(indices)
 
 
 def test_export_and_onnx_parity():

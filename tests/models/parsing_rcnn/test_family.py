@@ -56,11 +56,16 @@ def test_pipeline_exports_validates_benches_and_reports(tmp_path, cache):
     `edgecap pipeline parsing_rcnn`); the bench includes the eager baselines and people counts."""
     run = tmp_path / "run"
     api.pipeline("parsing_rcnn", config(cache, 1), run, formats=["onnx"], threads=(1,), progress=False,
-                 say=lambda *_: None, bench_options={"min_runs": 2, "min_seconds": 0.0, "warmup": 1})
+                 say=lambda *_: None, bench_options={"min_runs": 2, "min_seconds": 0.0, "warmup": 1},
+                 split_formats=["onnx"])
     report = json.loads((run / "report.json").read_text())
     assert report["training"]["val"]["images"] == 2
-    assert {a["name"] for a in report["export"]["artifacts"]} == {"parsing_rcnn_fp32.onnx", "parsing_rcnn_int8.onnx"}
-    assert {r["name"] for r in report["validation"]["artifacts"]} == {"parsing_rcnn_fp32.onnx", "parsing_rcnn_int8.onnx"}
+    artifacts = {"parsing_rcnn_fp32.onnx", "parsing_rcnn_int8.onnx", "parsing_rcnn_fp32_split.onnx",
+                 "parsing_rcnn_int8_split.onnx"}
+    assert {a["name"] for a in report["export"]["artifacts"]} == artifacts
+    assert {r["name"] for r in report["validation"]["artifacts"]} == artifacts
+    assert set(json.loads((run / "pipeline_timings.json").read_text())) == {
+        "train", "quantize", "export", "export_split", "validate", "bench", "report"}
     bench = report["bench"]
     names = {r["name"] for r in bench["rows"]}
     assert {"densepose_rcnn_eager_fp32", "parsing_rcnn_eager_fp32", "pytorch_fp32"} <= names
