@@ -142,3 +142,19 @@ def test_cluster_nms_masks_are_computed_not_stored(tmp_path):
     big = [op.name for f in model._mil_program.functions.values() for op in f.operations
            if op.op_type == "const" and getattr(op.outputs[0].val, "size", 0) > 10_000]
     assert not big, f"constant (k, k) tensors in the Core ML program: {big}"
+
+
+def test_anchor_selection_converts():
+    """The RPN's anchor arithmetic (AnchorGenerator.select) is inside every detector graph."""
+    from edgecap.models.ops import AnchorGenerator
+
+    class Select(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gen = AnchorGenerator((8, 16), ((32.0,), (64.0,)), (0.5, 1.0, 2.0), image_size=(64, 64))
+
+        def forward(self, scores):
+            return self.gen.select(scores.topk(20).indices)
+
+    program = torch.export.export(Select().eval(), (torch.rand(240),)).run_decompositions({})
+    ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17)

@@ -155,7 +155,8 @@ class AnchorGenerator(nn.Module):
         (compare, matmul, floor), which every backend runs: no gather from a big constant."""
         i = indices.to(torch.float32).unsqueeze(1)  # exact: indices < 2^24
         table = self.level_table
-        level = ((i >= table[:, 0]) & (i < table[:, 1])).to(torch.float32)  # (k, L) one-hot
+        # (k, L) one-hot as a product of floats: Core ML's torch frontend has no boolean `&`.
+        level = (i >= table[:, 0]).to(torch.float32) * (i < table[:, 1]).to(torch.float32)
         start, per, width, stride, first = (level @ table[:, c : c + 1] for c in (0, 2, 3, 4, 5))
         local = i - start
         location = torch.floor(local / per)  # fractions are >= 1 / per: no rounding across
