@@ -128,10 +128,9 @@ class AnchorGenerator(nn.Module):
             start += count
         self.num_anchors_per_location = [len(aspect_ratios) * len(s) for s in sizes]
         self.num_anchors = start
-        self._bases64 = torch.cat(bases)
         # Every entry is an integer below 2^24 or a base half-size: exact enough in float32.
         self.register_buffer("level_table", torch.tensor(rows, dtype=torch.float32), persistent=False)
-        self.register_buffer("bases", self._bases64.float(), persistent=False)
+        self.register_buffer("bases", torch.cat(bases).float(), persistent=False)
         self._all: torch.Tensor | None = None
 
     @property
@@ -141,7 +140,7 @@ class AnchorGenerator(nn.Module):
         if self._all is None or self._all.device != device:
             levels, first = [], 0
             for (fh, fw), stride, per in zip(self.feature_sizes, self.strides, self.num_anchors_per_location):
-                base, first = self._bases64[first : first + per], first + per
+                base, first = self.bases[first : first + per].double().cpu(), first + per
                 ys = (torch.arange(fh, dtype=torch.float64) + self.offset) * stride
                 xs = (torch.arange(fw, dtype=torch.float64) + self.offset) * stride
                 cy, cx = torch.meshgrid(ys, xs, indexing="ij")

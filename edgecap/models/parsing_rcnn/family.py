@@ -185,7 +185,7 @@ class ParsingRCNNFamily:
 
     def tolerances(self) -> dict[str, dict]:
         return {
-            # GPSm AP too: while GPS AP is near 0 (short CPU training), GPSm is what moves.
+            # GPSm AP too: it also judges the predicted body mask (sqrt(GPS * mask IoU)).
             "fp32": {"metrics": ["dp_AP", "dp_gpsm_AP", "box_AP"], "max_abs_delta": 0.001},
             "int8": {"metrics": ["dp_AP", "dp_gpsm_AP", "box_AP"], "max_abs_delta": 0.01},
         }

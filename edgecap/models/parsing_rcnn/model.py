@@ -83,44 +83,50 @@ class Pooler(nn.Module):
         return self.op(features, boxes) if self.multilevel else self.op(features[0], boxes)
 
 
-class ProposalDecoder(nn.Module):
-    """RPN outputs -> the top `k` anchors as clipped boxes (k, 4) and probabilities (k,), 0 for
-    empty boxes. Parameter-free; a module of its own so int8 flows keep the box arithmetic
-    in fp32 (`float_modules`: PT2E tells modules apart only by their forward calls)."""
+class _ClippedDecoder(nn.Module):
+    """Shared part of the two decoders: a box coder and clipping to the image. Parameter-free;
+    each decoder is a module of its own so int8 flows keep the box arithmetic in fp32
+    (`float_modules`: PT2E tells modules apart only by their forward calls)."""
 
-    def __init__(self, k: int, image_size: tuple[int, int]):
+    def __init__(self, weights: tuple[float, float, float, float], image_size: tuple[int, int]):
         super().__init__()
-        self.k = k
-        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+        self.box_coder = BoxCoder(weights)
         h, w = image_size
         self.register_buffer("image_max", torch.tensor([w, h, w, h], dtype=torch.float32), persistent=False)
+
+    def decode(self, deltas: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        return clip_boxes(self.box_coder.decode(deltas, references), self.image_max)
+
+
+class ProposalDecoder(_ClippedDecoder):
+    """RPN outputs -> the top `k` anchors as clipped boxes (k, 4) and probabilities (k,), 0 for
+    empty boxes."""
+
+    def __init__(self, k: int, image_size: tuple[int, int]):
+        super().__init__((1.0, 1.0, 1.0, 1.0), image_size)
+        self.k = k
 
     def forward(self, objectness: torch.Tensor, deltas: torch.Tensor,
                 anchors: AnchorGenerator) -> tuple[torch.Tensor, torch.Tensor]:
         top = objectness.topk(self.k)
-        # index_select gathers the k chosen rows (as Cluster-NMS does for its scores);
-        # a one-hot matmul would need a (k, A) matrix, 25M entries at 320x320.
-        anchors = anchors.select(top.indices)
-        boxes = clip_boxes(self.box_coder.decode(deltas.index_select(0, top.indices), anchors), self.image_max)
+        # index_select gathers the k chosen delta rows (a one-hot matmul would need a (k, A)
+        # matrix, 25M entries at 320x320); the k anchors are computed from the indices.
+        boxes = self.decode(deltas.index_select(0, top.indices), anchors.select(top.indices))
         return boxes, torch.sigmoid(top.values) * nonempty(boxes)
 
 
-class DetectionDecoder(nn.Module):
+class DetectionDecoder(_ClippedDecoder):
     """Box-head outputs on the proposals -> clipped boxes (P, 4) and person probabilities (P,),
-    zero for empty proposals, empty boxes and scores under `score_threshold`. Parameter-free,
-    a module so int8 flows keep it fp32 (a quantized softmax also fails LiteRT's int8 kernel
-    check, "output->params.scale not near 1.f / 256")."""
+    zero for empty proposals, empty boxes and scores under `score_threshold` (fp32: a quantized
+    softmax also fails LiteRT's int8 kernel check, "output->params.scale not near 1.f / 256")."""
 
     def __init__(self, score_threshold: float, image_size: tuple[int, int]):
-        super().__init__()
+        super().__init__((10.0, 10.0, 5.0, 5.0), image_size)
         self.score_threshold = score_threshold
-        self.box_coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
-        h, w = image_size
-        self.register_buffer("image_max", torch.tensor([w, h, w, h], dtype=torch.float32), persistent=False)
 
     def forward(self, class_logits: torch.Tensor, deltas: torch.Tensor, proposals: torch.Tensor,
                 proposal_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        boxes = clip_boxes(self.box_coder.decode(deltas, proposals), self.image_max)
+        boxes = self.decode(deltas, proposals)
         scores = torch.softmax(class_logits, dim=1)[:, 1]
         # Float masks instead of boolean indexing keep the number of candidates static.
         scores = scores * (proposal_scores > 0).to(scores.dtype) * nonempty(boxes)
@@ -226,7 +232,7 @@ class ParsingRCNN(nn.Module):
 
     def box_outputs(self, features: Sequence[torch.Tensor], rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One image's features, rois (R, 4) px -> class_logits (R, 2) [background, person],
-        box_deltas (R, 4) relative to the rois (decode with `box_coder`)."""
+        box_deltas (R, 4) relative to the rois (decode with `box_decoder.box_coder`)."""
         return self.box_head(self.box_pooler(features[:BOX_LEVELS], rois))
 
     def dense_outputs(self, features: Sequence[torch.Tensor], rois: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -83,6 +83,17 @@ def test_select_computes_the_anchors_at_flat_indices():
     assert tensors and all(t.numel() < 100 for t in tensors)
 
 
+def test_select_in_onnx_runtime_equals_the_anchors():
+    """ORT runs select's float floor/divide arithmetic exactly: every anchor of a 320 input."""
+    gen = AnchorGenerator((4, 8, 16, 32, 64), [[32.0], [64.0], [128.0], [256.0], [512.0]], (0.5, 1.0, 2.0),
+                          image_size=(320, 320))
+    every = torch.arange(gen.num_anchors)
+    model = torch.onnx.export(_Select(gen), (every,), dynamo=True, verbose=False).model_proto
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: every.numpy()})[0]
+    assert np.array_equal(got, gen.anchors.numpy())
+
+
 class _Select(nn.Module):
     def __init__(self, gen):
         super().__init__()
