@@ -119,12 +119,38 @@ def _convert_int8(req: ExportRequest, model: torch.nn.Module, args: tuple) -> li
     # KeepFloat instead of base.set_module_name(..., None), which is a no-op on torch 2.13 (item 10);
     # unfolded weights: folded int8 weights fail to lower (item 13).
     gm = ptq_pt2e(model, args, req.calibration_args(), KeepFloat(base, req.float_modules), fold_quantize=False)
+    _one_dequantize_per_user(gm)
     # The graph was exported from an eval-mode model; exported modules refuse .eval(), so clear the
     # flag litert_torch reads for its "converted in training mode" warning.
     gm.training = False
     # QuantConfig reads `global_config` (item 11), which the base quantizer has and KeepFloat does not;
     # it only selects the STATIC qdq mode, the exclusions are already in `gm`.
     return litert_torch.convert(gm, args, quant_config=QuantConfig(pt2e_quantizer=base))
+
+
+def _one_dequantize_per_user(gm: torch.fx.GraphModule) -> int:
+    """Give every user of a dequantize node its own copy (a no-op for the arithmetic); returns
+    the copies made.
+
+    Why: litert-torch's layout pass (`OptimizeLayoutTransposesPass.insert_t_q_dq`) assigns one
+    meta dict to the dequantize node and to the transpose it inserts after it, so marking the
+    transpose NCHW marks the dequantize NCHW too. A second NCHW consumer of the same dequantize
+    (the box and the DensePose RoIAlign both read P2) then gets no transpose and reads the NHWC
+    buffer as NCHW: the int8 DensePose head pooled scrambled features.
+    """
+    copies = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or "dequantize" not in str(node.target) or len(node.users) < 2:
+            continue
+        for user in list(node.users)[1:]:
+            with gm.graph.inserting_before(user):
+                twin = gm.graph.node_copy(node)
+            user.replace_input_with(node, twin)
+            copies += 1
+    if copies:
+        gm.graph.lint()
+        gm.recompile()
+    return copies
 
 
 def _signature_keys(fb: schema.ModelT, req: ExportRequest, what: str) -> tuple[list[str], list[str], dict]:

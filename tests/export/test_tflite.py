@@ -131,3 +131,41 @@ def test_cluster_nms_masks_are_computed_not_stored(tmp_path):
     assert path.stat().st_size < 200_000
     for got, want in zip(converted(boxes, scores), nms(boxes, scores)):  # runs the LiteRT interpreter
         np.testing.assert_allclose(np.asarray(got), want.numpy(), atol=1e-5)
+
+
+def test_int8_feature_map_read_by_two_float_roialigns(tmp_path):
+    """An int8 feature map read by two fp32 RoIAligns (the box and the DensePose pooler both
+    read P2): litert-torch's layout pass once wired the second one to the NHWC buffer without
+    a transpose (edgecap.export.tflite._one_dequantize_per_user), so it pooled scrambled
+    features (cosine 0.73 to eager here without the fix)."""
+    import torch
+    from torch import nn
+
+    from edgecap.models.ops.roi_align import RoIAlign
+
+    class TwoPoolers(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 16, 3, padding=1)
+            self.first, self.second = RoIAlign(7, 1.0), RoIAlign(7, 1.0)
+
+        def forward(self, image, boxes):
+            p = torch.relu(self.conv(image))
+            return self.first(p, boxes), self.second(p, boxes)
+
+    torch.manual_seed(0)
+    model = TwoPoolers().eval()
+    g = np.random.default_rng(0)
+    boxes = np.array([[2, 3, 20, 25], [10, 1, 30, 12]], np.float32)
+    samples = [{"image": g.standard_normal((1, 3, 32, 32)).astype(np.float32), "boxes": boxes} for _ in range(8)]
+    req = ExportRequest(model, samples[0], ["first", "second"], "int8", {"model": "two_poolers"},
+                        calibration=samples[1:], float_modules=["first", "second"])
+    path = tmp_path / "two_poolers.tflite"
+    export_tflite(req, path)
+    got = TFLiteRunner(path).run(samples[0])
+    with torch.no_grad():
+        want = model(*(torch.from_numpy(a) for a in samples[0].values()))
+    for name, w in zip(["first", "second"], want):
+        w, o = w.numpy().ravel(), got[name].ravel()
+        cosine = float(o @ w / (np.linalg.norm(o) * np.linalg.norm(w)))
+        assert cosine > 0.99, f"{name}: cosine {cosine:.3f} to eager"
