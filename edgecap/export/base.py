@@ -31,6 +31,9 @@ class ExportRequest:
     metadata: dict[str, str]
     calibration: list[Arrays] = field(default_factory=list)
     float_modules: list[str] = field(default_factory=list)
+    # Outputs that may stay int8: a split graph's features handed to the next graph. A runner
+    # returns them dequantized; every other output must come out float.
+    quantized_outputs: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "int8"):
@@ -39,6 +42,9 @@ class ExportRequest:
         missing = [m for m in self.float_modules if m not in known]
         if missing:
             raise EdgecapError(f"float_modules {missing} are not submodules of {type(self.model).__name__}")
+        unknown = [n for n in self.quantized_outputs if n not in self.output_names]
+        if unknown:
+            raise EdgecapError(f"quantized_outputs {unknown} are not outputs {self.output_names}")
 
     def example_args(self) -> tuple[torch.Tensor, ...]:
         return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in self.example_inputs.values())

@@ -144,6 +144,8 @@ def export_split(family, request: ExportRequest, fmt: str, exporter, out: Path) 
                       "output_names": ",".join(out_names)},
             calibration=inputs[part][1:] if request.precision == "int8" else [],
             float_modules=[m for m in request.float_modules if m in known],
+            # Tensors handed to another part may stay int8 (the runner dequantizes them).
+            quantized_outputs=[n for n in out_names if any(n in ins for _, ins, _ in parts.values())],
         )
         file = f"{part}{EXPORTERS[fmt][2]}"
         records[part] = exporter(part_request, out / file)

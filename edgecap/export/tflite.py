@@ -55,7 +55,7 @@ def export_tflite(req: ExportRequest, out: Path) -> ArtifactRecord:
         raise EdgecapError(f"{what} failed: {type(e).__name__}: {e}") from e
     convert_s = time.perf_counter() - start
 
-    input_keys, output_keys, int8_inputs = _signature_keys(fb, req, what)
+    input_keys, output_keys, int8_inputs, int8_outputs = _signature_keys(fb, req, what)
     stats = tflite_op_stats(fb)
     if req.precision == "int8" and not any(stats["int8_ops"].get(op) for op in _INT8_COMPUTE_OPS):
         raise EdgecapError(
@@ -95,6 +95,9 @@ def export_tflite(req: ExportRequest, out: Path) -> ArtifactRecord:
     for name, q in int8_inputs.items():
         notes.append(f"input {name!r} is int8: q = round(x / {q['scale']:.6g}) + {q['zero_point']} "
                      "(TFLiteRunner does it for float input)")
+    for name, q in int8_outputs.items():
+        notes.append(f"output {name!r} is int8: x = {q['scale']:.6g} * (q - {q['zero_point']}) "
+                     "(TFLiteRunner returns it dequantized)")
     return ArtifactRecord(
         format="tflite",
         precision=req.precision,
@@ -108,6 +111,7 @@ def export_tflite(req: ExportRequest, out: Path) -> ArtifactRecord:
             },
             **stats,
             "int8_inputs": int8_inputs,
+            "int8_outputs": int8_outputs,
             "xnnpack": xnnpack,
             "example_max_abs_diff_vs_eager": example_diff,
         },
@@ -153,17 +157,19 @@ def _one_dequantize_per_user(gm: torch.fx.GraphModule) -> int:
     return copies
 
 
-def _signature_keys(fb: schema.ModelT, req: ExportRequest, what: str) -> tuple[list[str], list[str], dict]:
+def _signature_keys(fb: schema.ModelT, req: ExportRequest, what: str) -> tuple[list[str], list[str], dict, dict]:
     """LiteRT's signature keys for the request's inputs and outputs, in order, and the int8
-    inputs with their (scale, zero_point). An input is int8 when the model's first op reads it
-    directly and was quantized (a CNN's image input; export-probe item 15): the runner
-    quantizes it, an app can feed int8 pixels directly. Outputs must be float32: an int8
-    output means the op writing it belongs in float_modules."""
+    inputs and outputs with their (scale, zero_point). An input is int8 when the model's first
+    op reads it directly and was quantized (a CNN's image input; export-probe item 15): the
+    runner quantizes it, an app can feed int8 pixels directly. Outputs must be float32 unless
+    the request lists them in `quantized_outputs` (the runner dequantizes those): any other
+    int8 output means the op writing it belongs in float_modules."""
     if len(fb.signatureDefs or []) != 1:
         raise EdgecapError(f"{what}: expected one signature, found {len(fb.signatureDefs or [])}")
     sig = fb.signatureDefs[0]
     tensors = fb.subgraphs[sig.subgraphIndex].tensors
-    int8_inputs: dict[str, dict] = {}
+    int8: dict[str, dict[str, dict]] = {"input": {}, "output": {}}
+    allowed = {"input": set(req.example_inputs), "output": set(req.quantized_outputs)}
 
     def keys(side: str, maps: list, names: list[str], prefix: str) -> list[str]:
         found = {_text(m.name): m.tensorIndex for m in maps}
@@ -174,8 +180,9 @@ def _signature_keys(fb: schema.ModelT, req: ExportRequest, what: str) -> tuple[l
             tensor = tensors[found[key]]
             kind = flatbuffer_utils.type_to_name(tensor.type)
             q = tensor.quantization
-            if side == "input" and kind == "INT8" and q is not None and q.scale is not None and len(q.scale) == 1:
-                int8_inputs[name] = {"scale": float(q.scale[0]), "zero_point": int(q.zeroPoint[0])}
+            if (name in allowed[side] and kind == "INT8" and q is not None and q.scale is not None
+                    and len(q.scale) == 1):
+                int8[side][name] = {"scale": float(q.scale[0]), "zero_point": int(q.zeroPoint[0])}
             elif kind != "FLOAT32":
                 raise EdgecapError(
                     f"{what}: {side} {name!r} ({key}) is {kind}, expected FLOAT32; the ops next to it were "
@@ -184,7 +191,8 @@ def _signature_keys(fb: schema.ModelT, req: ExportRequest, what: str) -> tuple[l
         return expected
 
     inputs = keys("input", sig.inputs, list(req.example_inputs), "args")
-    return inputs, keys("output", sig.outputs, req.output_names, "output"), int8_inputs
+    outputs = keys("output", sig.outputs, req.output_names, "output")
+    return inputs, outputs, int8["input"], int8["output"]
 
 
 def tflite_op_stats(fb: schema.ModelT) -> dict:

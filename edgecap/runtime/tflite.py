@@ -74,6 +74,15 @@ class TFLiteRunner(Runner):
             elif dtype != np.float32:
                 raise EdgecapError(f"{self.path}: input {name!r} ({key}) is {dtype.__name__}, expected float32 or int8")
             self._shapes[name] = tuple(int(s) for s in details[key]["shape"])
+        # int8 outputs: only those the exporter allowed (a split detector's features).
+        self._dequantize = {}
+        for name, key in self._outputs.items():
+            out = self._runner.get_output_details()[key]
+            if out["dtype"] == np.int8:
+                scale, zero_point = out["quantization"]
+                if not scale:
+                    raise EdgecapError(f"{self.path}: int8 output {name!r} ({key}) has no quantization scale")
+                self._dequantize[name] = (float(scale), int(zero_point))
 
     def _feed(self, name: str, x: np.ndarray) -> np.ndarray:
         if name not in self._quantized:
@@ -84,7 +93,10 @@ class TFLiteRunner(Runner):
     def run(self, inputs: Arrays) -> Arrays:
         check_named_arrays(inputs, self._shapes, f"TFLite runner ({self.path.name})")
         outs = self._runner(**{k: self._feed(n, inputs[n]) for n, k in self._inputs.items()})
-        return {name: outs[key] for name, key in self._outputs.items()}
+        result = {name: outs[key] for name, key in self._outputs.items()}
+        for name, (scale, zero_point) in self._dequantize.items():
+            result[name] = (result[name].astype(np.float32) - zero_point) * np.float32(scale)
+        return result
 
     def metadata(self) -> dict:
         return dict(self._metadata)

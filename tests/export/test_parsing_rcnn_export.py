@@ -202,12 +202,12 @@ def test_no_people_and_too_many_people(run_dir):
 
 @pytest.mark.slow
 def test_every_format_and_precision(run_dir):
-    """The 8 artifacts of (B) plus split TFLite/ExecuTorch: export, load, run, validate."""
+    """The 8 artifacts of (B) plus split TFLite/ExecuTorch in fp32 and int8: export, load, run, validate."""
     manifest = export(run_dir, precisions=["fp32", "int8"], progress=False)
     names = {a["name"] for a in manifest["artifacts"]}
     for fmt, ext in (("onnx", "onnx"), ("tflite", "tflite"), ("executorch", "pte"), ("coreml", "mlpackage")):
         assert {f"parsing_rcnn_fp32.{ext}", f"parsing_rcnn_int8.{ext}"} <= names, fmt
-    export(run_dir, formats=["tflite", "executorch"], precisions=["fp32"], layouts=["split"], progress=False)
+    export(run_dir, formats=["tflite", "executorch"], precisions=["fp32", "int8"], layouts=["split"], progress=False)
     report = validate(run_dir, parity_samples=3, progress=False)
     rows = {r["name"]: r for r in report["artifacts"]}
     for name, row in rows.items():

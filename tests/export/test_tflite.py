@@ -169,3 +169,31 @@ def test_int8_feature_map_read_by_two_float_roialigns(tmp_path):
         w, o = w.numpy().ravel(), got[name].ravel()
         cosine = float(o @ w / (np.linalg.norm(o) * np.linalg.norm(w)))
         assert cosine > 0.99, f"{name}: cosine {cosine:.3f} to eager"
+
+
+def test_int8_outputs_only_where_the_request_allows_them(tmp_path):
+    """A split detector hands its int8 features to the dense graph: an output listed in
+    `quantized_outputs` may stay int8 and the runner dequantizes it; any other int8 output is
+    refused and names the output."""
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()).eval()
+    g = np.random.default_rng(0)
+    samples = [{"image": g.standard_normal((1, 3, 16, 16)).astype(np.float32)} for _ in range(6)]
+    fields = dict(model=model, example_inputs=samples[0], output_names=["features"], precision="int8",
+                  metadata={"model": "conv"}, calibration=samples[1:])
+    with pytest.raises(EdgecapError, match="output 'features'.*INT8"):
+        export_tflite(ExportRequest(**fields), tmp_path / "refused.tflite")
+    path = tmp_path / "features.tflite"
+    record = export_tflite(ExportRequest(**fields, quantized_outputs=["features"]), path)
+    q = record.details["int8_outputs"]["features"]
+    got = TFLiteRunner(path).run(samples[0])["features"]
+    with torch.no_grad():
+        want = model(torch.from_numpy(samples[0]["image"])).numpy()
+    assert got.dtype == np.float32 and got.shape == want.shape
+    # Dequantized in the right layout: int8 noise only (a layout or scale slip gives far less).
+    cosine = float(got.ravel() @ want.ravel() / (np.linalg.norm(got) * np.linalg.norm(want)))
+    assert cosine > 0.995 and q["scale"] > 0, cosine
+    with pytest.raises(EdgecapError, match="quantized_outputs"):
+        ExportRequest(**fields, quantized_outputs=["nope"])
