@@ -76,8 +76,9 @@ class TFLiteRunner(Runner):
             self._shapes[name] = tuple(int(s) for s in details[key]["shape"])
         # int8 outputs: only those the exporter allowed (a split detector's features).
         self._dequantize = {}
+        out_details = self._runner.get_output_details()
         for name, key in self._outputs.items():
-            out = self._runner.get_output_details()[key]
+            out = out_details[key]
             if out["dtype"] == np.int8:
                 scale, zero_point = out["quantization"]
                 if not scale:
