@@ -5,9 +5,7 @@ is deprecated). It also tags every node with the module path it came from
 (`pkg.torch.onnx.name_scopes`), which is how `req.float_modules` are kept out of int8.
 
 int8: fp32 model -> `quant_pre_process` -> `quantize_static` (QDQ, per-channel symmetric int8
-weights, int8 activations, percentile calibration on `req.calibration`: ranges clipped at the
-99.999th percentile, which kept Parsing R-CNN's GPSm AP within 0.7 points where MinMax lost
-1.4). Only weight-bearing ops
+weights, int8 activations, MinMax calibration on `req.calibration`). Only weight-bearing ops
 (Conv, ConvTranspose, Gemm, MatMul with a constant B) are quantized, so normalization arithmetic stays fp32.
 Note: ORT QDQ was slower than fp32 on this CPU in the export probe; it is the portable
 int8 form, not the fast one.
@@ -43,7 +41,7 @@ def export_onnx(req: ExportRequest, out: Path) -> ArtifactRecord:
     details: dict = {}
     if req.precision == "int8":
         model, details = _quantize(model, req)
-        scheme = "ORT static QDQ, per-channel symmetric int8 weights, int8 activations (percentile calibration)"
+        scheme = "ORT static QDQ, per-channel symmetric int8 weights, int8 activations (MinMax)"
     else:
         scheme = "fp32"
     # Node metadata (stack traces with build-host paths, fx nodes) is exporter debug info.
@@ -148,7 +146,7 @@ def _quantize(model: onnx.ModelProto, req: ExportRequest) -> tuple[onnx.ModelPro
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=excluded,
-                calibrate_method=CalibrationMethod.Percentile,
+                calibrate_method=CalibrationMethod.MinMax,
                 # Weights only: an activation x activation MatMul (e.g. RoIAlign's) stays fp32.
                 extra_options={"MatMulConstBOnly": True},
             )
