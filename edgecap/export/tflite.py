@@ -133,9 +133,8 @@ def _convert_int8(req: ExportRequest, model: torch.nn.Module, args: tuple) -> li
     return litert_torch.convert(gm, args, quant_config=QuantConfig(pt2e_quantizer=base))
 
 
-def _one_dequantize_per_user(gm: torch.fx.GraphModule) -> int:
-    """Give every user of a dequantize node its own copy (a no-op for the arithmetic); returns
-    the copies made.
+def _one_dequantize_per_user(gm: torch.fx.GraphModule) -> None:
+    """Give every user of a dequantize node its own copy (a no-op for the arithmetic).
 
     Why: litert-torch's layout pass (`OptimizeLayoutTransposesPass.insert_t_q_dq`) assigns one
     meta dict to the dequantize node and to the transpose it inserts after it, so marking the
@@ -143,19 +142,14 @@ def _one_dequantize_per_user(gm: torch.fx.GraphModule) -> int:
     (the box and the DensePose RoIAlign both read P2) then gets no transpose and reads the NHWC
     buffer as NCHW: the int8 DensePose head pooled scrambled features.
     """
-    copies = 0
     for node in list(gm.graph.nodes):
-        if node.op != "call_function" or "dequantize" not in str(node.target) or len(node.users) < 2:
+        if node.op != "call_function" or "dequantize" not in str(node.target):
             continue
         for user in list(node.users)[1:]:
             with gm.graph.inserting_before(user):
-                twin = gm.graph.node_copy(node)
-            user.replace_input_with(node, twin)
-            copies += 1
-    if copies:
-        gm.graph.lint()
-        gm.recompile()
-    return copies
+                user.replace_input_with(node, gm.graph.node_copy(node))
+    gm.graph.lint()
+    gm.recompile()
 
 
 def _signature_keys(fb: schema.ModelT, req: ExportRequest, what: str) -> tuple[list[str], list[str], dict, dict]:

@@ -39,6 +39,11 @@ def artifacts(lifter, tmp_path_factory):
     return out
 
 
+def cosine(a, b):
+    a, b = np.ravel(a), np.ravel(b)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
 def run_all(path, windows):
     runner = TFLiteRunner(path)
     return np.concatenate([runner.run({FAM.input_name: w[None]})[FAM.output_name] for w in windows])
@@ -166,9 +171,8 @@ def test_int8_feature_map_read_by_two_float_roialigns(tmp_path):
     with torch.no_grad():
         want = model(*(torch.from_numpy(a) for a in samples[0].values()))
     for name, w in zip(["first", "second"], want):
-        w, o = w.numpy().ravel(), got[name].ravel()
-        cosine = float(o @ w / (np.linalg.norm(o) * np.linalg.norm(w)))
-        assert cosine > 0.99, f"{name}: cosine {cosine:.3f} to eager"
+        c = cosine(got[name], w.numpy())
+        assert c > 0.99, f"{name}: cosine {c:.3f} to eager"
 
 
 def test_int8_outputs_only_where_the_request_allows_them(tmp_path):
@@ -193,7 +197,7 @@ def test_int8_outputs_only_where_the_request_allows_them(tmp_path):
         want = model(torch.from_numpy(samples[0]["image"])).numpy()
     assert got.dtype == np.float32 and got.shape == want.shape
     # Dequantized in the right layout: int8 noise only (a layout or scale slip gives far less).
-    cosine = float(got.ravel() @ want.ravel() / (np.linalg.norm(got) * np.linalg.norm(want)))
-    assert cosine > 0.995 and q["scale"] > 0, cosine
+    c = cosine(got, want)
+    assert c > 0.995 and q["scale"] > 0, c
     with pytest.raises(EdgecapError, match="quantized_outputs"):
         ExportRequest(**fields, quantized_outputs=["nope"])
