@@ -5,10 +5,17 @@ is deprecated). It also tags every node with the module path it came from
 (`pkg.torch.onnx.name_scopes`), which is how `req.float_modules` are kept out of int8.
 
 int8: fp32 model -> `quant_pre_process` -> `quantize_static` (QDQ, per-channel symmetric int8
-weights, int8 activations, MinMax calibration on `req.calibration`). Only weight-bearing ops
+weights, int8 activations, percentile calibration on `req.calibration`). Only weight-bearing ops
 (Conv, ConvTranspose, Gemm, MatMul with a constant B) are quantized, so normalization arithmetic stays fp32.
 Note: ORT QDQ was slower than fp32 on this CPU in the export probe; it is the portable
 int8 form, not the fast one.
+
+Calibration: ranges clip at the 99.999th percentile of each activation's histogram. On Parsing
+R-CNN (B) this kept GPSm AP within 0.7 points where MinMax lost 1.4: rare extreme activations
+no longer stretch a tensor's int8 step. ORT's histogram calibrators hold every sample's
+intermediate outputs until `collect_data` returns (over 24 GB for 64 images at 512), so the
+samples go through in chunks (`CalibStridedMinMax`, which despite its name drives any
+calibrator): each chunk is merged into the running histograms and freed.
 
 `req.metadata` goes into the model's `metadata_props` (ORT: `custom_metadata_map`).
 """
@@ -31,6 +38,8 @@ from edgecap.export.base import Arrays, ArtifactRecord, ExportRequest
 
 QUANT_OP_TYPES = ["Conv", "ConvTranspose", "Gemm", "MatMul"]  # ConvTranspose: per output channel (axis 1)
 _NAME_SCOPES = "pkg.torch.onnx.name_scopes"
+CALIBRATION_PERCENTILE = 99.999
+CALIBRATION_CHUNK = 8  # images whose intermediate outputs are held at once during calibration
 
 
 def export_onnx(req: ExportRequest, out: Path) -> ArtifactRecord:
@@ -41,7 +50,7 @@ def export_onnx(req: ExportRequest, out: Path) -> ArtifactRecord:
     details: dict = {}
     if req.precision == "int8":
         model, details = _quantize(model, req)
-        scheme = "ORT static QDQ, per-channel symmetric int8 weights, int8 activations (MinMax)"
+        scheme = f"ORT static QDQ, per-channel symmetric int8 weights, int8 activations (percentile {CALIBRATION_PERCENTILE} calibration)"
     else:
         scheme = "fp32"
     # Node metadata (stack traces with build-host paths, fx nodes) is exporter debug info.
@@ -97,13 +106,29 @@ def _export_fp32(req: ExportRequest) -> onnx.ModelProto:
 
 
 class _Calibration:
-    """onnxruntime CalibrationDataReader over the request's named arrays."""
+    """onnxruntime CalibrationDataReader over the request's named arrays; `set_range` lets
+    quantize_static feed it chunk by chunk."""
 
     def __init__(self, samples: list[Arrays], names: list[str]):
-        self._it = iter([{n: np.ascontiguousarray(s[n], dtype=np.float32) for n in names} for s in samples])
+        self._samples, self._names = samples, names
+        self.set_range(0, len(samples))
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._it = iter(range(start_index, min(end_index, len(self._samples))))
 
     def get_next(self):
-        return next(self._it, None)
+        i = next(self._it, None)
+        if i is None:
+            return None
+        return {n: np.ascontiguousarray(self._samples[i][n], dtype=np.float32) for n in self._names}
+
+
+def _chunk(n: int, most: int = CALIBRATION_CHUNK) -> int:
+    """The largest chunk size <= most that divides n (ORT requires the stride to divide it)."""
+    return next(k for k in range(min(most, n), 0, -1) if n % k == 0)
 
 
 def _float_nodes(model: onnx.ModelProto, modules: list[str]) -> list[str]:
@@ -136,20 +161,26 @@ def _quantize(model: onnx.ModelProto, req: ExportRequest) -> tuple[onnx.ModelPro
         if req.float_modules and not excluded:
             raise EdgecapError(f"ONNX int8: no node found inside float_modules {req.float_modules}")
         try:
-            quantize_static(
-                str(pre),
-                str(q8),
-                _Calibration(req.calibration, names),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=QUANT_OP_TYPES,
-                per_channel=True,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=excluded,
-                calibrate_method=CalibrationMethod.MinMax,
-                # Weights only: an activation x activation MatMul (e.g. RoIAlign's) stays fp32.
-                extra_options={"MatMulConstBOnly": True},
-            )
+            # ORT prints a line per calibration chunk; progress is the caller's.
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(
+                    str(pre),
+                    str(q8),
+                    _Calibration(req.calibration, names),
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=QUANT_OP_TYPES,
+                    per_channel=True,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    nodes_to_exclude=excluded,
+                    calibrate_method=CalibrationMethod.Percentile,
+                    extra_options={
+                        # Weights only: an activation x activation MatMul (e.g. RoIAlign's) stays fp32.
+                        "MatMulConstBOnly": True,
+                        "CalibPercentile": CALIBRATION_PERCENTILE,
+                        "CalibStridedMinMax": _chunk(len(req.calibration)),
+                    },
+                )
         except Exception as e:
             raise EdgecapError(f"ONNX int8: quantize_static failed on {type(req.model).__name__}: {e}") from e
         qmodel = onnx.load(str(q8))
@@ -168,6 +199,7 @@ def _quantize(model: onnx.ModelProto, req: ExportRequest) -> tuple[onnx.ModelPro
         "quantize_linear": ops["QuantizeLinear"],
         "dequantize_linear": ops["DequantizeLinear"],
         "calibration_samples": len(req.calibration),
+        "calibration": f"percentile {CALIBRATION_PERCENTILE}",
     }
 
 

@@ -134,3 +134,42 @@ def test_int8_covers_conv_and_matmul_and_respects_float_modules(lifter, tmp_path
     assert weight_dq == {"Conv": "DequantizeLinear", "MatMul": "DequantizeLinear"}
     assert [producer.get(n.input[1]) for n in convs] == [None, "DequantizeLinear"]  # "pre" stays fp32
     assert record.details["quantized_nodes"] == 2 and record.details["float_nodes_excluded"] >= 1
+
+
+def test_int8_calibration_clips_a_rare_outlier_and_reads_every_sample_once(tmp_path):
+    """Percentile calibration, fed in chunks: one extreme value among ~260k must not set the
+    input's int8 step (MinMax would make it 1000 / 255 ~ 3.9), and every sample is read."""
+    from edgecap.export import onnx as onnx_export
+
+    rng = np.random.default_rng(0)
+    samples = [{"image": rng.standard_normal((1, 1, 128, 128)).astype(np.float32)} for _ in range(16)]
+    samples[-1]["image"][0, 0, 5, 7] = 1000.0  # in the last chunk: the merged histogram must widen
+    reads = []
+    original = onnx_export._Calibration.get_next
+
+    def counting_get_next(self):
+        got = original(self)
+        if got is not None:
+            reads.append(float(got["image"].sum()))
+        return got
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 4, 3, padding=1).eval()
+    req = ExportRequest(model, {"image": samples[0]["image"]}, ["out"], "int8", {}, samples)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(onnx_export._Calibration, "get_next", counting_get_next)
+        record = export_onnx(req, tmp_path / "m.onnx")
+    assert sorted(reads) == sorted(float(s["image"].sum()) for s in samples)
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    q_input = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "image")
+    scale = float(inits[q_input.input[1]])
+    assert 4.0 / 255 < scale < 12.0 / 255, f"input scale {scale}: the outlier set the range"
+    assert record.details["calibration"].startswith("percentile")
+
+
+@pytest.mark.parametrize("n, chunk", [(64, 8), (12, 6), (7, 7), (13, 1), (3, 3)])
+def test_calibration_chunks_divide_the_sample_count(n, chunk):
+    from edgecap.export.onnx import _chunk
+
+    assert _chunk(n) == chunk
