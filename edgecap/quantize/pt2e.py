@@ -3,14 +3,17 @@
 `KeepFloat` wraps any PT2E quantizer and strips its annotations from nodes that belong to
 the named modules, so they stay fp32 (normalization, box decoding, NMS, RoIAlign). It reads
 `nn_module_stack` itself because the quantizers' own module filters do not match with
-torch 2.13 (export-probe.md, item 10).
+torch 2.13 (export-probe.md, item 10). A node left int8 whose qspec is shared with a stripped
+one (XNNPACK propagates its input's qspec onto a view, e.g. the flatten between DensePose
+R-CNN's float RoIPool and its FC box head) is stripped too, else `prepare_pt2e` fails on the
+missing root (KeyError).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import fx
-from torchao.quantization.pt2e.quantizer import Quantizer
+from torchao.quantization.pt2e.quantizer import Quantizer, SharedQuantizationSpec
 
 _ANNOTATION_KEY = "quantization_annotation"
 
@@ -39,10 +42,35 @@ class KeepFloat(Quantizer):
         for node in model.graph.nodes:
             if _ANNOTATION_KEY in node.meta and node_in_modules(node, self.module_names):
                 del node.meta[_ANNOTATION_KEY]
+        _strip_dangling_shares(model)
         return model
 
     def validate(self, model: fx.GraphModule) -> None:
         self.base.validate(model)
+
+
+def _strip_dangling_shares(model: fx.GraphModule) -> None:
+    """Strip annotations that share a qspec with an unannotated node or edge, to a fixed point."""
+
+    def annotated(edge_or_node) -> bool:
+        if isinstance(edge_or_node, tuple):  # an edge (producer, consumer): the consumer must quantize it
+            src, dst = edge_or_node
+            ann = dst.meta.get(_ANNOTATION_KEY)
+            return ann is not None and src in ann.input_qspec_map
+        ann = edge_or_node.meta.get(_ANNOTATION_KEY)
+        return ann is not None and ann.output_qspec is not None
+
+    changed = True
+    while changed:
+        changed = False
+        for node in model.graph.nodes:
+            ann = node.meta.get(_ANNOTATION_KEY)
+            if ann is None:
+                continue
+            specs = [*ann.input_qspec_map.values(), ann.output_qspec]
+            if any(isinstance(s, SharedQuantizationSpec) and not annotated(s.edge_or_node) for s in specs):
+                del node.meta[_ANNOTATION_KEY]
+                changed = True
 
 
 def ptq_pt2e(model: torch.nn.Module, example_args: tuple, calibration: list[tuple], quantizer: Quantizer,
