@@ -219,6 +219,41 @@ def test_every_format_and_precision(run_dir):
             assert row["tensor"]["samples"] == 3 and "dp_AP" in row["task"], name
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["mobile_a", "densepose_rcnn"])
+def test_other_presets_export_to_every_format(preset, tmp_path):
+    """(A) and the DensePose R-CNN baseline: the 8 artifacts each, loaded, validated, and the
+    fp32 ones at parity with PyTorch. A 2-step baseline scores every box under the default
+    0.05, so the model keeps boxes from 0.001 and parity counts every kept box."""
+    from edgecap.runtime.densepose_post import detection_parity
+
+    out = tmp_path / "run"
+    cfg = api.config("parsing_rcnn", SMALL + [f"data.cache_dir={tmp_path / 'cache'}", "model.box_score_threshold=0.001"],
+                     preset=preset)
+    api.train("parsing_rcnn", cfg, out, progress=False)
+    api.quantize(out, calibration=4, progress=False)
+    manifest = export(out, precisions=["fp32", "int8"], progress=False)
+    assert not manifest["failures"] and len(manifest["artifacts"]) == 8
+    assert manifest["model_config"]["name"] == preset
+    report = validate(out, parity_samples=3, progress=False)
+    for row in report["artifacts"]:
+        if row["format"] == "coreml":
+            assert row["status"] == "skipped" and "macOS" in row["reason"]
+        else:
+            assert row["tensor"]["samples"] == 3 and "dp_AP" in row["task"], (preset, row["name"])
+    family, run, model, images = _val_images(out)
+    reference = TorchRunner(family.export_form(model), ["image"], family.output_names(run.model))
+    refs = [reference.run(x) for x in images]
+    for entry in manifest["artifacts"]:
+        if entry["precision"] != "fp32" or entry["format"] == "coreml":
+            continue
+        runner = open_runner(out / "export" / entry["file"], entry["format"])
+        counts = [detection_parity(runner.run(x), ref, score_threshold=0.001) for x, ref in zip(images, refs)]
+        kept, matched = sum(c["reference"] for c in counts), sum(c["matched"] for c in counts)
+        assert kept > 0 and matched >= MIN_RECALL * kept, (entry["name"], counts)
+        assert min(c["label_agreement"] for c in counts) > 0.99 and max(c["uv_max_abs"] for c in counts) < 1e-2, counts
+
+
 def test_qat_fine_tunes_through_the_static_heads_graph(run_dir, tmp_path):
     """`quantize --method qat`: the training losses through a fake-quantized graph change the weights."""
     from safetensors.torch import load_file
