@@ -225,8 +225,6 @@ def test_other_presets_export_to_every_format(preset, tmp_path):
     """(A) and the DensePose R-CNN baseline: the 8 artifacts each, loaded, validated, and the
     fp32 ones at parity with PyTorch. A 2-step baseline scores every box under the default
     0.05, so the model keeps boxes from 0.001 and parity counts every kept box."""
-    from edgecap.runtime.densepose_post import detection_parity
-
     out = tmp_path / "run"
     cfg = api.config("parsing_rcnn", SMALL + [f"data.cache_dir={tmp_path / 'cache'}", "model.box_score_threshold=0.001"],
                      preset=preset)
@@ -248,10 +246,9 @@ def test_other_presets_export_to_every_format(preset, tmp_path):
         if entry["precision"] != "fp32" or entry["format"] == "coreml":
             continue
         runner = open_runner(out / "export" / entry["file"], entry["format"])
-        counts = [detection_parity(runner.run(x), ref, score_threshold=0.001) for x, ref in zip(images, refs)]
-        kept, matched = sum(c["reference"] for c in counts), sum(c["matched"] for c in counts)
-        assert kept > 0 and matched >= MIN_RECALL * kept, (entry["name"], counts)
-        assert min(c["label_agreement"] for c in counts) > 0.99 and max(c["uv_max_abs"] for c in counts) < 1e-2, counts
+        parity = family.output_parity(((runner.run(x), ref) for x, ref in zip(images, refs)), score_threshold=0.001)
+        assert parity["reference"] > 0 and parity["recall"] >= MIN_RECALL, (entry["name"], parity)
+        assert parity["label_agreement"] > 0.99 and parity["uv_max_abs"] < 1e-2, (entry["name"], parity)
 
 
 def test_qat_fine_tunes_through_the_static_heads_graph(run_dir, tmp_path):

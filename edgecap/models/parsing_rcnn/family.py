@@ -302,17 +302,17 @@ class ParsingRCNNFamily:
                 out["dense"].append({**feats, dense_in[-1]: named["boxes"][k : k + 1].astype(np.float32)})
         return out
 
-    def output_parity(self, pairs) -> dict:
+    def output_parity(self, pairs, score_threshold: float = 0.05) -> dict:
         """Tensor parity over (artifact outputs, PyTorch outputs) pairs, on matched detections
-        (`edgecap.runtime.densepose_post.detection_parity`): summed counts, worst differences,
-        cell-weighted label agreement."""
+        (`edgecap.runtime.densepose_post.detection_parity`) scoring at least `score_threshold`:
+        summed counts, worst differences, cell-weighted label agreement."""
         from edgecap.runtime.densepose_post import detection_parity
 
         total: dict = {"samples": 0, "reference": 0, "artifact": 0, "matched": 0}
         worst = dict.fromkeys(("box_max_abs_px", "score_max_abs", "logit_max_abs", "uv_max_abs"), 0.0)
         agree = weight = 0.0
         for outputs, reference in pairs:
-            p = detection_parity(outputs, reference)
+            p = detection_parity(outputs, reference, score_threshold)
             total["samples"] += 1
             for k in ("reference", "artifact", "matched"):
                 total[k] += p[k]
