@@ -175,6 +175,35 @@ def test_int8_feature_map_read_by_two_float_roialigns(tmp_path):
         assert c > 0.99, f"{name}: cosine {c:.3f} to eager"
 
 
+@pytest.mark.parametrize("channels,size", [(16, 16), (16, 24)])
+def test_roialign_after_a_conv_converts_when_channels_equal_the_feature_size(channels, size):
+    """litert-torch 0.10 miscompiled RoIAlign's old reshape(C, H, W).permute(1, 0, 2) after a
+    conv when C == H (it folded the NHWC->NCHW transpose and the permute away): P3 of the
+    64-channel detector at 512 x 512 pooled the wrong axis (max error 5.8, box AP -14 points)."""
+    import litert_torch
+    import torch
+    from torch import nn
+
+    from edgecap.models.ops.roi_align import RoIAlign
+
+    class ConvPool(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.pool = nn.Conv2d(3, channels, 3, padding=1), RoIAlign(7, 1.0 / 8)
+
+        def forward(self, image, boxes):
+            return self.pool(self.conv(image), boxes)
+
+    torch.manual_seed(0)
+    model = ConvPool().eval()
+    image = torch.randn(1, 3, size, size)
+    xy = torch.rand(12, 2) * size * 5
+    boxes = torch.cat([xy, xy + 8 + torch.rand(12, 2) * size * 3], 1)
+    got = np.asarray(litert_torch.convert(model, (image, boxes))(image, boxes))
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(image, boxes).numpy(), atol=1e-4)
+
+
 def test_int8_outputs_only_where_the_request_allows_them(tmp_path):
     """A split detector hands its int8 features to the dense graph: an output listed in
     `quantized_outputs` may stay int8 and the runner dequantizes it; any other int8 output is

@@ -72,8 +72,11 @@ class RoIAlign(nn.Module):
             size = size.clamp(min=1.0)
         wx = self.axis_weights(xy1[:, 0:1, None], size[:, 0:1, None], w)  # (K, S, W)
         wy = self.axis_weights(xy1[:, 1:2, None], size[:, 1:2, None], h)  # (K, S, H)
-        # Rows for all boxes in one GEMM: (1, K*S, H) @ (1, H, C*W).
-        rows = features.reshape(c, h, w).permute(1, 0, 2).reshape(1, h, c * w)
+        # Rows for all boxes in one GEMM: (1, K*S, H) @ (1, H, C*W). One 4-D permute, not
+        # reshape(C, H, W).permute(1, 0, 2): after a conv (NHWC inside LiteRT) litert-torch 0.10
+        # folds that chain's transposes away when C == H (P3 at 512: 64 x 64 x 64) and pools
+        # from the wrong axis.
+        rows = features.permute(0, 2, 1, 3).reshape(1, h, c * w)
         t = torch.bmm(wy.reshape(1, k * s, h), rows).reshape(k, s * c, w)
         # Then columns, per box: (K, S*C, W) @ (K, W, S).
         out = torch.bmm(t, wx.transpose(1, 2))  # (K, S*C, S)
