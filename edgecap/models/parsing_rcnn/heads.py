@@ -230,16 +230,38 @@ class DensePosePredictor(nn.Module):
 
     (R, C, S, S) -> part_logits (R, 25, 2S, 2S) (background + 24 fine parts), u (R, 24, 2S, 2S),
     v (R, 24, 2S, 2S) (per-part chart coordinates, raw regression of targets in [0, 1]),
-    coarse_logits (R, 15, 2S, 2S) (background + 14 coarse parts). The four maps are channel
-    slices of one deconv output (detectron2 has four deconvs; same arithmetic, one kernel call).
+    coarse_logits (R, 15, 2S, 2S) (background + 14 coarse parts). For training the four maps
+    are channel slices of one deconv output (one kernel call); `separate()` (export form) gives
+    each map its own deconv with the same weights, as detectron2 has it.
     """
 
     def __init__(self, in_channels: int, num_parts: int = NUM_PARTS, num_coarse: int = NUM_COARSE):
         super().__init__()
         self.splits = (num_parts + 1, num_parts, num_parts, num_coarse + 1)
         self.deconv = nn.ConvTranspose2d(in_channels, sum(self.splits), 4, stride=2, padding=1)
+        self.deconvs: nn.ModuleList | None = None
         _msra_init(self)
 
+    def separate(self) -> DensePosePredictor:
+        """One deconv per output map (outputs unchanged), before PT2E int8: a quantized tensor has
+        one scale, and the joint output's would span part logits of +-20 and UVs in [0, 1]
+        (ExecuTorch int8 at 512 lost 1.3 GPSm points with the joint deconv, 0.5 with four)."""
+        if self.deconvs is None:
+            parts, start = [], 0
+            for n in self.splits:
+                d = nn.ConvTranspose2d(self.deconv.in_channels, n, 4, stride=2, padding=1)
+                with torch.no_grad():  # ConvTranspose2d weights are (in, out, kH, kW)
+                    d.weight.copy_(self.deconv.weight[:, start : start + n])
+                    d.bias.copy_(self.deconv.bias[start : start + n])
+                parts.append(d)
+                start += n
+            self.deconvs = nn.ModuleList(parts).to(self.deconv.weight.device)
+            del self.deconv
+        return self
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        part_logits, u, v, coarse_logits = torch.split(self.deconv(x), self.splits, dim=1)
+        if self.deconvs is not None:
+            part_logits, u, v, coarse_logits = (d(x) for d in self.deconvs)
+        else:
+            part_logits, u, v, coarse_logits = torch.split(self.deconv(x), self.splits, dim=1)
         return part_logits, u, v, coarse_logits

@@ -207,8 +207,11 @@ class ParsingRCNN(nn.Module):
         return {"image": TensorSpec((1, 3) + self.config.image_size)}
 
     def unshare(self) -> ParsingRCNN:
-        """Give each pyramid level its own RPN head copy (before PT2E int8; outputs unchanged)."""
+        """Before PT2E int8 (outputs unchanged): give each pyramid level its own RPN head copy,
+        and each DensePose output map its own predictor deconv (so its own int8 scale)."""
         self.rpn.head.unshare()
+        if hasattr(self.dense_predictor, "separate"):
+            self.dense_predictor.separate()
         return self
 
     # -- pieces (also the training interface) ---------------------------------------------------

@@ -82,7 +82,7 @@ def test_unknown_config_name():
         api.config("parsing_rcnn", preset="mobile_c")
 
 
-def test_export_form_folds_batchnorm_and_unshares_rpn():
+def test_export_form_folds_batchnorm_unshares_rpn_and_separates_predictor():
     import torch
 
     from edgecap.models import get_family
@@ -97,6 +97,7 @@ def test_export_form_folds_batchnorm_and_unshares_rpn():
     form = get_family("parsing_rcnn").export_form(model)
     assert unfolded_batchnorms(form) == [] and unfolded_batchnorms(model) != []
     assert not form.rpn.head.shared and model.rpn.head.shared
+    assert form.dense_predictor.deconvs is not None and model.dense_predictor.deconvs is None
     x = torch.randn(1, 3, 320, 320)
     with torch.no_grad():
         for a, b in zip(model(x), form(x)):

@@ -140,6 +140,23 @@ def test_unshare_rpn_head_keeps_outputs(mobile_b, image):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_separate_predictor_gives_each_map_its_own_deconv_with_the_same_outputs(mobile_b):
+    """Export form: four deconvs (one int8 scale per map) computing what the joint one did."""
+    import copy
+
+    predictor = copy.deepcopy(mobile_b.dense_predictor)
+    x = torch.randn(3, predictor.deconv.in_channels, 14, 14)
+    with torch.no_grad():
+        before = predictor(x)
+        predictor.separate()
+        after = predictor(x)
+    assert [d.out_channels for d in predictor.deconvs] == list(predictor.splits)
+    assert not hasattr(predictor, "deconv")
+    for a, b in zip(before, after):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_bad_config_fails_loudly():
     with pytest.raises(EdgecapError, match="unknown ParsingRCNNConfig"):
         preset("mobile_b", neck_width=64)
