@@ -245,7 +245,7 @@ class DensePosePredictor(nn.Module):
     def separate(self) -> DensePosePredictor:
         """One deconv per output map (outputs unchanged), before PT2E int8: a quantized tensor has
         one scale, and the joint output's would span part logits of +-20 and UVs in [0, 1]
-        (ExecuTorch int8 at 512 lost 1.3 GPSm points with the joint deconv, 0.5 with four)."""
+        (ExecuTorch int8 lost 0.8 GPSm points at 320 with the joint deconv, 0.5 with four; 1.3 and 1.1 at 512)."""
         if self.deconvs is None:
             parts, start = [], 0
             for n in self.splits:
