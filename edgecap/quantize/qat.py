@@ -10,13 +10,15 @@ dynamic batch dim, `prepare_qat_pt2e` with the `is_qat=True` XNNPACK config (wra
 KeepFloat so normalization stays fp32), then `move_exported_model_to_eval` so BatchNorm and
 dropout stay frozen while fake quantization keeps observing; train-mode BN on small
 batches degraded the result in the probe. The export form already has BN folded, so the
-only trainable parameters are Linear/Conv weights and biases.
+only trainable parameters are Linear/Conv weights and biases. The learning rate decays
+(cosine) over the steps and activation observers freeze at 70% of them.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 from typing import Callable
 
 import torch
@@ -77,20 +79,38 @@ def qat_finetune(
     opt = torch.optim.Adam([p for p in gm.parameters() if p.requires_grad], lr=lr)
     for step in range(steps):
         inputs, targets = sample_batch(step)
-        optimizer_step(opt, loss_fn(gm(*inputs), targets), step, steps, lr)
+        optimizer_step(opt, loss_fn(gm(*inputs), targets), step, steps, lr, gm)
 
     return copy_trained_weights(model, gm)
 
 
-def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, step: int, steps: int, lr: float) -> None:
-    """One QAT update; a non-finite loss stops with the step and the learning rate."""
+# Fraction of the QAT steps after which activation ranges stop moving (the usual recipe:
+# the last updates fit the weights to the ranges the exporters will calibrate against).
+FREEZE_OBSERVERS_AT = 0.7
+
+
+def qat_learning_rate(step: int, steps: int, lr: float) -> float:
+    """Cosine decay from `lr` towards 0, so fine-tuning ends on small updates, as training did."""
+    return lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, step: int, steps: int, lr: float,
+                   graph: nn.Module | None = None) -> None:
+    """One QAT update at the decayed learning rate; at FREEZE_OBSERVERS_AT of the steps the
+    fake-quantizers of `graph` stop observing. A non-finite loss stops with the step and lr."""
     if not torch.isfinite(loss):
         raise EdgecapError(f"QAT: loss became {loss.item()} at step {step}; lower the learning rate ({lr})")
+    if graph is not None and step == int(FREEZE_OBSERVERS_AT * steps):
+        from torchao.quantization.pt2e import disable_observer
+
+        graph.apply(disable_observer)
+    for group in opt.param_groups:
+        group["lr"] = qat_learning_rate(step, steps, lr)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     if step % max(1, steps // 10) == 0 or step == steps - 1:
-        log.info("QAT step %d/%d loss %.4f", step + 1, steps, loss.item())
+        log.info("QAT step %d/%d loss %.4f lr %.2e", step + 1, steps, loss.item(), opt.param_groups[0]["lr"])
 
 
 @torch.no_grad()

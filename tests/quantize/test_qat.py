@@ -82,3 +82,32 @@ def test_qat_rejects_batch_of_one(setup):
     model, train, windows, _, _ = setup
     with pytest.raises(EdgecapError, match=">= 2"):
         qat_finetune(model, (windows[:1],), batches(train, 1), FAM.loss, 1, 1e-4, FAM.float_modules())
+
+
+def test_qat_step_decays_lr_and_freezes_observers():
+    """The shared QAT update: cosine-decayed lr, and fake-quantizers stop observing at 70%."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer, get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e import FakeQuantizeBase
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    from edgecap.quantize.qat import FREEZE_OBSERVERS_AT, optimizer_step, qat_learning_rate
+
+    assert qat_learning_rate(0, 10, 1e-3) == pytest.approx(1e-3)
+    assert qat_learning_rate(5, 10, 1e-3) == pytest.approx(5e-4)
+    assert qat_learning_rate(9, 10, 1e-3) < 3e-5
+    x = torch.randn(4, 8)
+    gm = torch.export.export(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)), (x,)).module()
+    gm = prepare_qat_pt2e(gm, XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_qat=True)))
+    fqs = [m for m in gm.modules() if isinstance(m, FakeQuantizeBase)]
+    assert fqs
+    opt = torch.optim.Adam(gm.parameters(), lr=1e-3)
+    steps = 10
+    for step in range(steps):
+        optimizer_step(opt, gm(x).square().mean(), step, steps, 1e-3, gm)
+        observing = [int(m.observer_enabled[0]) for m in fqs]
+        assert observing == [int(step < int(FREEZE_OBSERVERS_AT * steps))] * len(fqs), (step, observing)
+        assert opt.param_groups[0]["lr"] == pytest.approx(qat_learning_rate(step, steps, 1e-3))
+    with pytest.raises(EdgecapError, match="loss became nan"):
+        optimizer_step(opt, torch.tensor(float("nan"), requires_grad=True), 0, steps, 1e-3)

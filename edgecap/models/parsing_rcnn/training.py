@@ -172,5 +172,5 @@ def qat_finetune(model: ParsingRCNN, sample_batch, steps: int, lr: float, float_
             out = gm(image, _pad(plan.rois, BOX_ROIS), _pad(plan.dense_rois, max_dense_rois))
             losses = image_losses(plan, (out[0], out[1]), (out[2][:r], out[3][:r]), tuple(o[:p] for o in out[4:]))
             total = total + sum(losses.values()) / len(samples)
-        optimizer_step(opt, total, step, steps, lr)
+        optimizer_step(opt, total, step, steps, lr, gm)
     return copy_trained_weights(model, gm.model)
