@@ -95,12 +95,12 @@ def qat_learning_rate(step: int, steps: int, lr: float) -> float:
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, step: int, steps: int, lr: float,
-                   graph: nn.Module | None = None) -> None:
+                   graph: nn.Module) -> None:
     """One QAT update at the decayed learning rate; at FREEZE_OBSERVERS_AT of the steps the
     fake-quantizers of `graph` stop observing. A non-finite loss stops with the step and lr."""
     if not torch.isfinite(loss):
         raise EdgecapError(f"QAT: loss became {loss.item()} at step {step}; lower the learning rate ({lr})")
-    if graph is not None and step == int(FREEZE_OBSERVERS_AT * steps):
+    if step == int(FREEZE_OBSERVERS_AT * steps):
         from torchao.quantization.pt2e import disable_observer
 
         graph.apply(disable_observer)

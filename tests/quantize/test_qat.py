@@ -110,4 +110,4 @@ def test_qat_step_decays_lr_and_freezes_observers():
         assert observing == [int(step < int(FREEZE_OBSERVERS_AT * steps))] * len(fqs), (step, observing)
         assert opt.param_groups[0]["lr"] == pytest.approx(qat_learning_rate(step, steps, 1e-3))
     with pytest.raises(EdgecapError, match="loss became nan"):
-        optimizer_step(opt, torch.tensor(float("nan"), requires_grad=True), 0, steps, 1e-3)
+        optimizer_step(opt, torch.tensor(float("nan"), requires_grad=True), 0, steps, 1e-3, gm)
