@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from typing import Callable
 
 import torch
@@ -90,8 +89,10 @@ FREEZE_OBSERVERS_AT = 0.7
 
 
 def qat_learning_rate(step: int, steps: int, lr: float) -> float:
-    """Cosine decay from `lr` towards 0, so fine-tuning ends on small updates, as training did."""
-    return lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+    """Cosine decay from `lr` towards 0 (no warm-up), so fine-tuning ends on small updates, as training did."""
+    from edgecap.train.loop import cosine_lr
+
+    return cosine_lr(step, steps, lr)
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, step: int, steps: int, lr: float,

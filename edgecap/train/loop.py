@@ -28,11 +28,16 @@ from edgecap.train.checkpoint import (
 )
 
 
+def cosine_lr(step: int, steps: int, lr: float, warmup_steps: int = 0) -> float:
+    """Linear warm-up over `warmup_steps`, then cosine decay from `lr` towards 0 at `steps`."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+    return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
 def learning_rate(step: int, cfg) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup_steps)
 
 
 def device_predictor(model: torch.nn.Module, family, cfg, device: torch.device, amp: bool):
