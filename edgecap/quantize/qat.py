@@ -25,6 +25,7 @@ from torch import nn
 
 from edgecap import EdgecapError
 from edgecap.quantize.pt2e import KeepFloat
+from edgecap.train.schedule import cosine_lr
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,6 @@ FREEZE_OBSERVERS_AT = 0.7
 
 def qat_learning_rate(step: int, steps: int, lr: float) -> float:
     """Cosine decay from `lr` towards 0 (no warm-up), so fine-tuning ends on small updates, as training did."""
-    from edgecap.train.loop import cosine_lr
-
     return cosine_lr(step, steps, lr)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -23,17 +22,10 @@ from edgecap.models import get_family
 from edgecap.models.base import Arrays
 from edgecap.runs import load_run
 from edgecap.train import distributed
+from edgecap.train.schedule import cosine_lr
 from edgecap.train.checkpoint import (
     latest_checkpoint, load_checkpoint, restore_rng, rng_state, save_checkpoint, save_weights, write_run_spec,
 )
-
-
-def cosine_lr(step: int, steps: int, lr: float, warmup_steps: int = 0) -> float:
-    """Linear warm-up over `warmup_steps`, then cosine decay from `lr` towards 0 at `steps`."""
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, steps - warmup_steps)
-    return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def learning_rate(step: int, cfg) -> float:
