@@ -291,7 +291,7 @@ class LiftingFamily:
         """Task-level parity thresholds against PyTorch eager fp32, per artifact precision."""
         return {
             "fp32": {"metrics": ["mpjpe_mm", "p_mpjpe_mm"], "max_abs_delta": 0.1},
-            "int8": {"metrics": ["mpjpe_mm", "p_mpjpe_mm"], "max_rel_delta": 0.02},
+            "int8": {"metrics": ["mpjpe_mm", "p_mpjpe_mm"], "max_rel_delta": 0.02, "better": "lower"},
         }
 
     def predict_file(self, runner, cfg: LiftingConfig, input_path, output_path) -> str:

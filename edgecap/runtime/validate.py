@@ -40,15 +40,23 @@ def tensor_parity(runner, reference, inputs: list[dict]) -> dict:
 
 
 def check_tolerance(task: dict, reference: dict, rule: dict) -> list[str]:
+    """Problems with an artifact's task metrics against PyTorch's, under one precision's rule.
+
+    Without "better", the rule bounds |delta| both ways: fp32 is a parity check, and an artifact
+    that beats PyTorch is as wrong as one that trails it. With "better" ("higher" or "lower"), it
+    bounds only the loss: an int8 budget, where a gain is quantization noise to report, not a fault.
+    """
+    sign = {None: 0, "higher": -1, "lower": 1}[rule.get("better")]
     problems = []
     for metric in rule["metrics"]:
         delta = task[metric] - reference[metric]
-        if "max_abs_delta" in rule and abs(delta) > rule["max_abs_delta"]:
+        loss, what = (abs(delta), "|delta|") if sign == 0 else (max(sign * delta, 0.0), "loss")
+        if "max_abs_delta" in rule and loss > rule["max_abs_delta"]:
             problems.append(f"{metric} {task[metric]:.3f} vs PyTorch {reference[metric]:.3f} "
-                            f"(|delta| {abs(delta):.3f} > {rule['max_abs_delta']})")
-        if "max_rel_delta" in rule and abs(delta) / reference[metric] > rule["max_rel_delta"]:
+                            f"({what} {loss:.3f} > {rule['max_abs_delta']})")
+        if "max_rel_delta" in rule and loss / reference[metric] > rule["max_rel_delta"]:
             problems.append(f"{metric} {task[metric]:.3f} vs PyTorch {reference[metric]:.3f} "
-                            f"({100 * abs(delta) / reference[metric]:.2f}% > {100 * rule['max_rel_delta']:.1f}%)")
+                            f"({what} {100 * loss / reference[metric]:.2f}% > {100 * rule['max_rel_delta']:.1f}%)")
     return problems
 
 
