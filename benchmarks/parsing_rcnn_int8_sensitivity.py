@@ -7,7 +7,8 @@ group, the eager PT2E simulation (XNNPACK scheme, as `edgecap quantize` reports 
 with that group added to the family's fp32 modules and evaluated on the validation set. The
 row "(none)" is the recipe as shipped. A group whose row recovers most of the fp32 AP is where
 int8 loses it. Prints the table and writes RUN/int8_sensitivity.json (rows added as they finish,
-so an interrupted sweep keeps its rows; a rerun skips groups already measured).
+so an interrupted sweep keeps its rows; a rerun with the same recipe skips groups
+already measured).
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ def main() -> None:
     _spec, calib = load_quantization(args.run, family, export_model)
     val = family.load_split(run, "val")
     out = args.run / "int8_sensitivity.json"
-    report = read_json(out, "sensitivity report") if out.exists() else {"rows": {}}
+    recipe = {"float_modules": family.float_modules(), "calibration_images": len(calib)}
+    report = read_json(out, "sensitivity report") if out.exists() else {}
+    if report.get("recipe") != recipe:  # rows of another recipe (or of none) are not reused
+        report = {"recipe": recipe, "rows": {}}
     if "fp32" not in report:
         names = list(family.input_spec(run.model))
         report["fp32"] = family.evaluate(batched(TorchRunner(export_model, names, family.output_names(run.model)),
                                                  None), val)
-        report["calibration_images"] = len(calib)
         write_json(out, report)
     for group in args.groups.split(","):
         if group in report["rows"]:
@@ -67,7 +70,7 @@ def main() -> None:
         print(f"{group}: " + ", ".join(f"{m} {task[m]:.3f}" for m in METRICS), flush=True)
 
     ref = report["fp32"]
-    print(f"\nint8 simulation, one group kept fp32 ({report['calibration_images']} calibration images); "
+    print(f"\nint8 simulation, one group kept fp32 ({recipe['calibration_images']} calibration images); "
           "points against fp32")
     print(f"{'kept fp32':<28}" + "".join(f"{m:>12}" for m in METRICS))
     print(f"{'fp32 (reference)':<28}" + "".join(f"{ref[m]:12.3f}" for m in METRICS))
