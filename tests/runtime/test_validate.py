@@ -1,5 +1,8 @@
 """The validate gate: fp32 rules are two-sided parity, int8 rules bound only the loss."""
 
+import pytest
+
+from edgecap import EdgecapError
 from edgecap.runtime.validate import check_tolerance
 
 REF = {"ap": 0.500, "mpjpe": 40.0}
@@ -25,3 +28,8 @@ def test_budget_rule_for_an_error_metric_counts_an_increase_as_the_loss():
     assert check_tolerance({"mpjpe": 30.0}, REF, rule) == []
     assert check_tolerance({"mpjpe": 40.4}, REF, rule) == []
     assert "loss 2.50% > 2.0%" in check_tolerance({"mpjpe": 41.0}, REF, rule)[0]
+
+
+def test_unknown_direction_is_refused_with_the_field_named():
+    with pytest.raises(EdgecapError, match="'better' must be 'higher' or 'lower', got 'up'"):
+        check_tolerance({"ap": 0.5}, REF, {"metrics": ["ap"], "max_abs_delta": 0.01, "better": "up"})
