@@ -173,7 +173,8 @@ def format_table(report: dict) -> str:
         lines.append(f"{s['name']:<26} skipped: {s['reason'][:80]}")
     lines.append("latencies in ms per inference (batch 1); peak MB = process peak RSS, +load MB = above the RSS before loading")
     for ref in report.get("references", []):
-        lines += ["", f"vs {ref} (eager fp32, same input):  {'speed 1T':>9} {'speed 2T':>9} {'smaller':>8}"]
+        speed_heads = " ".join(f"{f'speed {t}T':>9}" for t in threads[:2])  # the thread counts benched
+        lines += ["", f"vs {ref} (eager fp32, same input):  {speed_heads} {'smaller':>8}"]
         for name, per in by_name.items():
             one = per[threads[0]]
             lines.append(f"  {name:<44} " + " ".join(f"{per[t][f'speedup_vs_{ref}']:8.2f}x" for t in threads[:2])
