@@ -3,9 +3,9 @@
     python benchmarks/parsing_rcnn_int8_sensitivity.py --run runs/long [--groups backbone,neck]
 
 Needs a quantized run (`edgecap quantize RUN`): its calibration images are reused. For each
-group, the eager PT2E simulation (XNNPACK scheme, as `edgecap quantize` reports it) is rebuilt
-with that group added to the family's fp32 modules and evaluated on the validation set. The
-row "(none)" is the recipe as shipped. A group whose row recovers most of the fp32 AP is where
+group, the eager PT2E simulation (XNNPACK scheme, `edgecap quantize`'s own) is rebuilt with that
+group added to the recipe's fp32 modules and evaluated on the validation set. The row "(none)"
+is the recipe as quantized (quant.json's simulation). A group whose row recovers most of the fp32 AP is where
 int8 loses it. Prints the table and writes RUN/int8_sensitivity.json (rows added as they finish,
 so an interrupted sweep keeps its rows; a rerun with the same recipe skips groups
 already measured).
@@ -17,54 +17,40 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
 from edgecap.io import read_json, write_json
-from edgecap.quantize.pt2e import ptq_pt2e, xnnpack_quantizer
-from edgecap.quantize.stage import load_quantization
+from edgecap.quantize.stage import load_quantization, simulate_int8
 from edgecap.runs import load_trained_model
-from edgecap.runtime import TorchRunner, batched
 
-GROUPS = ["(none)", "backbone", "neck", "rpn.head", "box_head", "dense_head", "dense_predictor",
+GROUPS = ["backbone", "neck", "rpn.head", "box_head", "dense_head", "dense_predictor",
           "dense_predictor.deconvs.0", "dense_predictor.deconvs.1", "dense_predictor.deconvs.2",
           "dense_predictor.deconvs.3"]
 METRICS = ["dp_AP", "dp_gpsm_AP", "box_AP"]
 
 
-def simulate(family, run, export_model, calib, val, float_modules: list[str]) -> dict:
-    names = list(family.input_spec(run.model))
-    example = tuple(torch.from_numpy(calib[0][n]) for n in names)
-    sim = ptq_pt2e(export_model, example, [tuple(torch.from_numpy(c[n]) for n in names) for c in calib],
-                   xnnpack_quantizer(float_modules))
-    return family.evaluate(batched(TorchRunner(sim, names, family.output_names(run.model)), None), val)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
-    ap.add_argument("--groups", default=",".join(GROUPS), help="comma-separated module paths; (none) = as shipped")
+    ap.add_argument("--groups", default=",".join(GROUPS), help="comma-separated module paths")
     args = ap.parse_args()
 
     family, run, model = load_trained_model(args.run, expect_family="parsing_rcnn")
     export_model = family.export_form(model)
-    _spec, calib = load_quantization(args.run, family, export_model)
+    spec, calib = load_quantization(args.run, family, export_model)
     val = family.load_split(run, "val")
     out = args.run / "int8_sensitivity.json"
-    recipe = {"float_modules": family.float_modules(), "calibration_images": len(calib)}
+    # The recipe as `edgecap quantize` recorded it: its fp32 and int8 simulation are the
+    # reference and the "(none)" row, so they are not computed again.
+    recipe = {"float_modules": spec["float_modules"], "calibration_images": len(calib)}
     report = read_json(out, "sensitivity report") if out.exists() else {}
     if report.get("recipe") != recipe:  # rows of another recipe (or of none) are not reused
-        report = {"recipe": recipe, "rows": {}}
-    if "fp32" not in report:
-        names = list(family.input_spec(run.model))
-        report["fp32"] = family.evaluate(batched(TorchRunner(export_model, names, family.output_names(run.model)),
-                                                 None), val)
+        report = {"recipe": recipe, "fp32": spec["fp32"],
+                  "rows": {"(none)": {m: spec["int8_simulated"][m] for m in METRICS}}}
         write_json(out, report)
     for group in args.groups.split(","):
         if group in report["rows"]:
             continue
         t0 = time.time()
-        extra = [] if group == "(none)" else [group]
-        task = simulate(family, run, export_model, calib, val, family.float_modules() + extra)
+        task = simulate_int8(family, run, export_model, calib, val, recipe["float_modules"] + [group])
         report["rows"][group] = {**{m: task[m] for m in METRICS}, "seconds": round(time.time() - t0, 1)}
         write_json(out, report)
         print(f"{group}: " + ", ".join(f"{m} {task[m]:.3f}" for m in METRICS), flush=True)

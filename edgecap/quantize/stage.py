@@ -72,23 +72,25 @@ def quantize(run_dir: Path, method: str = "ptq", calibration: int | None = None,
         "float_modules": family.float_modules(), "scheme": "int8 symmetric per-channel weights, int8 activations",
         "calibration_split": split, "qat_steps": qat_steps if method == "qat" else 0, "seconds": None,
         "fp32": family.evaluate(batched(TorchRunner(export_model, names, family.output_names(run.model)), None), val),
-        "int8_simulated": _simulate_int8(family, run, export_model, calib, val, names, progress),
+        "int8_simulated": simulate_int8(family, run, export_model, calib, val, family.float_modules(), progress),
     }
     report["seconds"] = round(time.time() - t0, 1)
     write_json(out / "quant.json", report)
     return report
 
 
-def _simulate_int8(family, run, export_model, calib, val, names, progress) -> dict:
-    """Eager PT2E simulation with the XNNPACK scheme: the quantization error alone."""
+def simulate_int8(family, run, export_model, calib, val, float_modules: list[str], progress: bool = False) -> dict:
+    """Task metrics of the eager PT2E simulation (XNNPACK scheme) with `float_modules` kept fp32:
+    the quantization error alone, apart from any backend's."""
     from edgecap.quantize.pt2e import ptq_pt2e, xnnpack_quantizer
 
+    names = list(family.input_spec(run.model))
     batchable = getattr(family, "batchable", True)  # False: the model takes exactly one input row
     # Two rows, so torch.export does not specialise the dynamic batch dimension to 1.
     rows = [calib[0], calib[-1]] if batchable else [calib[0]]
     example = tuple(torch.from_numpy(np.concatenate([r[n] for r in rows])) for n in names)
     sim = ptq_pt2e(export_model, example, [tuple(torch.from_numpy(c[n]) for n in names) for c in calib],
-                   xnnpack_quantizer(family.float_modules()), dynamic_batch=batchable)
+                   xnnpack_quantizer(float_modules), dynamic_batch=batchable)
     runner = TorchRunner(sim, names, family.output_names(run.model))
     return family.evaluate(batched(runner, None), val, progress="int8 simulation" if progress else None)
 

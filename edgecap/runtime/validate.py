@@ -46,10 +46,11 @@ def check_tolerance(task: dict, reference: dict, rule: dict) -> list[str]:
     that beats PyTorch is as wrong as one that trails it. With "better" ("higher" or "lower"), it
     bounds only the loss: an int8 budget, where a gain is quantization noise to report, not a fault.
     """
+    better = rule.get("better")
     signs = {None: 0, "higher": -1, "lower": 1}
-    if rule.get("better") not in signs:
-        raise EdgecapError(f"manifest tolerances: 'better' must be 'higher' or 'lower', got {rule['better']!r}")
-    sign = signs[rule.get("better")]
+    if better not in signs:
+        raise EdgecapError(f"manifest tolerances: 'better' must be 'higher' or 'lower', got {better!r}")
+    sign = signs[better]
     problems = []
     for metric in rule["metrics"]:
         delta = task[metric] - reference[metric]

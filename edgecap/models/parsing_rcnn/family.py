@@ -183,7 +183,7 @@ class ParsingRCNNFamily:
         # Box decoding, NMS and RoI pooling break in int8 (export-probe.md). The part-logit deconv
         # (export form: `separate()`d predictor) holds most of the int8 DensePose loss on a longer-
         # trained checkpoint: fp32 there recovers GPSm 0.153 -> 0.162 of fp32's 0.162 in the eager
-        # simulation, for ~0.1 MB (benchmarks/parsing_rcnn_int8_sensitivity.py; README).
+        # simulation, for 0.08 MB (benchmarks/parsing_rcnn_int8_sensitivity.py; README).
         return ["rpn.decoder", "rpn.nms", "box_decoder", "box_nms", "empty_slots", "box_pooler", "dense_pooler",
                 "dense_predictor.deconvs.0"]
 
