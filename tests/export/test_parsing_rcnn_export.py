@@ -252,7 +252,7 @@ def test_other_presets_export_to_every_format(preset, tmp_path):
 
 
 def test_qat_fine_tunes_through_the_static_heads_graph(run_dir, tmp_path):
-    """`quantize --method qat`: the training losses through a fake-quantized graph change the weights."""
+    """`quantize --method qat`: distillation from the float model through a fake-quantized graph changes the weights."""
     from safetensors.torch import load_file
 
     copy = tmp_path / "run"

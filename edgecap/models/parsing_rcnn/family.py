@@ -216,14 +216,14 @@ class ParsingRCNNFamily:
         return ParsingRCNNTrainer(model, run.data.max_dense_rois)
 
     def qat_finetune(self, model: ParsingRCNN, run: ParsingRun, train_data: DensePoseSplit, steps: int, lr: float,
-                     seed: int = 0, progress: bool = True) -> ParsingRCNN:
+                     seed: int = 0, progress: bool = True, objective: str = "distill") -> ParsingRCNN:
         """`edgecap quantize --method qat`: see edgecap.models.parsing_rcnn.training.qat_finetune."""
         from edgecap.models.parsing_rcnn.training import qat_finetune
 
         rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
         return qat_finetune(model, lambda _step: self.sample_batch(train_data, rng, run.train.batch_size), steps, lr,
-                            self.float_modules(), run.data.max_dense_rois, progress)
+                            self.float_modules(), run.data.max_dense_rois, progress, objective)
 
     def sample_batch(self, data: DensePoseSplit, rng: np.random.Generator, batch_size: int):
         idx = rng.integers(0, len(data.dataset), batch_size)

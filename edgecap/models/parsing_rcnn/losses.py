@@ -127,3 +127,40 @@ def densepose_loss(
             gt = (gt > 0).to(torch.int64)
         loss_segm = F.cross_entropy(coarse_logits[valid], gt) * segm_weight
     return {"loss_dp_I": loss_i, "loss_dp_U": loss_u, "loss_dp_V": loss_v, "loss_dp_segm": loss_segm}
+
+
+def distillation_losses(student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    """QAT by matching the float model: the raw head outputs of the fake-quantized graph
+    (`student`) against the float model's (`teacher`) on the same image and RoIs, each
+    (objectness (A,), rpn deltas (A, 4), class_logits (R, 2), box_deltas (R, 4), part_logits
+    (P, 25, S, S), u, v (P, 24, S, S), coarse_logits (P, D, S, S)).
+
+    Class-like outputs are matched by KL divergence of their softmax (binary CE for the RPN);
+    regressions by squared error weighted by how much the teacher believes in them: RPN
+    deltas by its objectness, u/v channel k by its probability of part k at that pixel (u/v
+    of an absent part never reach the IUV output). The UV term is scaled x10 so that a
+    0.03 chart-coordinate error (~1e-3 squared) weighs about as much as a 0.01-nat part KL.
+    """
+    obj_s, rpn_s, cls_s, box_s, part_s, u_s, v_s, coarse_s = student
+    obj_t, rpn_t, cls_t, box_t, part_t, u_t, v_t, coarse_t = (t.detach() for t in teacher)
+
+    def kl(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # mean over rows/pixels, summed over classes
+        if s.numel() == 0:
+            return _zero(s)
+        return F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True, reduction="none").sum(1).mean()
+
+    def weighted_sq(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (w * (s - t) ** 2).sum() / w.sum().clamp(min=1e-6)
+
+    p_obj = torch.sigmoid(obj_t)
+    p_part = F.softmax(part_t, 1)[:, 1:]
+    return {
+        "distill_rpn_cls": F.binary_cross_entropy_with_logits(obj_s, p_obj)
+        - F.binary_cross_entropy_with_logits(obj_t, p_obj),  # minus the teacher's entropy: 0 at a perfect match
+        "distill_rpn_box": weighted_sq(rpn_s, rpn_t, p_obj[:, None]),
+        "distill_cls": kl(cls_s, cls_t),
+        "distill_box": ((box_s - box_t) ** 2).mean() if box_s.numel() else _zero(box_s),
+        "distill_dp_I": kl(part_s, part_t),
+        "distill_dp_UV": 10.0 * (weighted_sq(u_s, u_t, p_part) + weighted_sq(v_s, v_t, p_part)),
+        "distill_dp_segm": kl(coarse_s, coarse_t),
+    }

@@ -6,7 +6,7 @@ import torch
 
 from edgecap import EdgecapError
 from edgecap.models.ops import BoxCoder
-from edgecap.models.parsing_rcnn.losses import _at_points, box_loss, densepose_loss, rpn_loss
+from edgecap.models.parsing_rcnn.losses import _at_points, box_loss, densepose_loss, distillation_losses, rpn_loss
 from edgecap.models.parsing_rcnn.targets import (
     densepose_targets, match_anchors, rpn_targets, sample_labels, sample_proposals,
 )
@@ -258,3 +258,58 @@ def test_densepose_loss_checks_shapes():
     t = hand_targets(min_iou=0.0)
     with pytest.raises(EdgecapError, match="do not match"):
         densepose_loss(*[torch.randn(2, c, 8, 8) for c in (25, 24, 24, 15)], t)
+
+
+def head_outputs(g: torch.Generator, r: int = 3, p: int = 2, requires_grad: bool = False) -> tuple[torch.Tensor, ...]:
+    """Random raw head outputs in HeadsForward's order: 50 anchors, r box RoIs, p dense RoIs."""
+    shapes = [(50,), (50, 4), (r, 2), (r, 4), (p, 25, S, S), (p, 24, S, S), (p, 24, S, S), (p, 15, S, S)]
+    return tuple(torch.randn(*s, generator=g).requires_grad_(requires_grad) for s in shapes)
+
+
+def test_distillation_losses_zero_at_match_and_pull_towards_the_teacher():
+    g = gen(5)
+    teacher = head_outputs(g)
+    same = distillation_losses(tuple(t.clone() for t in teacher), teacher)
+    assert set(same) == {"distill_rpn_cls", "distill_rpn_box", "distill_cls", "distill_box", "distill_dp_I",
+                         "distill_dp_UV", "distill_dp_segm"}
+    assert all(abs(float(v)) < 1e-5 for v in same.values()), same
+
+    student = head_outputs(g, requires_grad=True)
+    loss = distillation_losses(student, teacher)
+    assert all(v > 0 for v in loss.values()), loss
+    sum(loss.values()).backward()
+    assert all(s.grad.abs().sum() > 0 for s in student)
+    assert all(t.grad is None for t in teacher)  # the teacher is a fixed target
+    # A small step along the gradient lowers every term.
+    with torch.no_grad():
+        moved = tuple(s - 0.05 * s.grad / s.grad.abs().max() for s in student)
+    after = distillation_losses(moved, teacher)
+    assert all(after[k] < loss[k] for k in loss), (after, loss)
+
+
+def test_distillation_uv_counts_only_where_the_teacher_sees_the_part():
+    g = gen(6)
+    teacher = list(head_outputs(g))
+    teacher[4] = torch.full((2, 25, S, S), -20.0)
+    teacher[4][:, 3] = 20.0  # the teacher is sure every pixel is part 3 (u/v channel 2)
+    student = [t.clone() for t in teacher]
+    student[5] = student[5] + 0.5
+    student[5][:, 2] = teacher[5][:, 2]  # the only channel that matters still matches
+    assert float(distillation_losses(tuple(student), tuple(teacher))["distill_dp_UV"]) < 1e-6
+    student[5][:, 2] += 0.1
+    assert float(distillation_losses(tuple(student), tuple(teacher))["distill_dp_UV"]) == pytest.approx(10 * 0.01, rel=1e-3)
+
+
+def test_distillation_without_rois_stays_in_graph():
+    student = head_outputs(gen(7), r=0, p=0, requires_grad=True)
+    loss = distillation_losses(student, head_outputs(gen(8), r=0, p=0))
+    assert all(v.requires_grad for v in loss.values())
+    assert all(float(loss[k]) == 0 for k in ("distill_cls", "distill_box", "distill_dp_I", "distill_dp_UV", "distill_dp_segm"))
+    sum(loss.values()).backward()
+
+
+def test_qat_rejects_an_unknown_objective():
+    from edgecap.models.parsing_rcnn.training import qat_finetune
+
+    with pytest.raises(EdgecapError, match=r"QAT objective must be one of \('distill', 'task'\), got 'mse'"):
+        qat_finetune(None, None, 1, 1e-5, [], 4, progress=False, objective="mse")
