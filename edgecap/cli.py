@@ -42,7 +42,8 @@ def cmd_train(a) -> None:
 def cmd_quantize(a) -> None:
     from edgecap.quantize.stage import quantize
 
-    q = quantize(Path(a.run), method=a.method, calibration=a.calibration, qat_steps=a.qat_steps, progress=not a.quiet)
+    q = quantize(Path(a.run), method=a.method, calibration=a.calibration, qat_steps=a.qat_steps,
+                 qat_lr=a.qat_lr, progress=not a.quiet)
     fmt = lambda m: ", ".join(f"{k} {v:.2f}" for k, v in m.items() if isinstance(v, float))  # noqa: E731
     print(f"{q['method']} recipe written to {Path(a.run) / 'quantize'}\n  fp32:            {fmt(q['fp32'])}"
           f"\n  int8 simulated:  {fmt(q['int8_simulated'])}")
@@ -174,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="number of calibration inputs (default: the model's, 256 windows for lifting, "
                          "64 training images for parsing_rcnn)")
     sp.add_argument("--qat-steps", type=int, default=300, help="QAT fine-tuning steps (default 300)")
+    sp.add_argument("--qat-lr", type=float, default=None,
+                    help="QAT peak learning rate, decayed by a cosine (default: the model's, 5e-6 for "
+                         "parsing_rcnn, 2e-5 for lifting)")
 
     sp = add("export", cmd_export, "Export fp32 and int8 artifacts with a manifest.json.")
     sp.add_argument("--formats", help="comma list of onnx,tflite,executorch,coreml (default all)")

@@ -110,6 +110,7 @@ def test_qat_recipe_flows_into_int8_export(tiny_run, tmp_path):
     shutil.copytree(tiny_run, run)
     recipe = quantize(run, method="qat", calibration=16, qat_steps=4, progress=False)
     assert recipe["method"] == "qat" and (run / "quantize" / "qat.safetensors").exists()
+    assert recipe["qat_objective"] == "task" and recipe["qat_lr"] == 2e-5  # the lifter fine-tunes on its loss
     manifest = export(run, formats=["onnx"], precisions=["int8"], progress=False)
     assert manifest["artifacts"][0]["quantization"]["method"] == "qat"
     quantize(run, method="ptq", calibration=16, progress=False)  # PTQ replaces the QAT weights

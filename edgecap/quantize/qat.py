@@ -95,9 +95,11 @@ def qat_learning_rate(step: int, steps: int, lr: float) -> float:
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, step: int, steps: int, lr: float,
-                   graph: nn.Module) -> None:
+                   graph: nn.Module, tied: list[list[nn.Parameter]] = ()) -> None:
     """One QAT update at the decayed learning rate; at FREEZE_OBSERVERS_AT of the steps the
-    fake-quantizers of `graph` stop observing. A non-finite loss stops with the step and lr."""
+    fake-quantizers of `graph` stop observing. A non-finite loss stops with the step and lr.
+    `tied`: groups of equal parameters that stand for one shared weight (copies made for
+    PT2E); each member gets the group's summed gradient, so they stay equal, as sharing would."""
     if not torch.isfinite(loss):
         raise EdgecapError(f"QAT: loss became {loss.item()} at step {step}; lower the learning rate ({lr})")
     if step == int(FREEZE_OBSERVERS_AT * steps):
@@ -108,6 +110,13 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, step: int, st
         group["lr"] = qat_learning_rate(step, steps, lr)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    with torch.no_grad():
+        for group in tied:
+            grads = [p.grad for p in group if p.grad is not None]
+            if grads:
+                total = torch.stack(grads).sum(0)
+                for p in group:
+                    p.grad = total.clone()
     opt.step()
     if step % max(1, steps // 10) == 0 or step == steps - 1:
         log.info("QAT step %d/%d loss %.4f lr %.2e", step + 1, steps, loss.item(), opt.param_groups[0]["lr"])

@@ -27,8 +27,9 @@ METHODS = ("ptq", "qat")
 
 
 def quantize(run_dir: Path, method: str = "ptq", calibration: int | None = None, qat_steps: int = 300,
-             qat_lr: float = 2e-5, seed: int = 0, progress: bool = True) -> dict:
-    """`calibration`: number of inputs (default: the family's `default_calibration`, else 256)."""
+             qat_lr: float | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """`calibration`: number of inputs (default: the family's `default_calibration`, else 256);
+    `qat_lr`: QAT's peak learning rate (default: the family's `default_qat_lr`, else 2e-5)."""
     if method not in METHODS:
         raise EdgecapError(f"unknown quantization method {method!r}; choose one of {METHODS}")
     run_dir = Path(run_dir)
@@ -37,6 +38,7 @@ def quantize(run_dir: Path, method: str = "ptq", calibration: int | None = None,
     out.mkdir(exist_ok=True)
     val = family.load_split(run, "val")
     calibration = calibration or getattr(family, "default_calibration", 256)
+    qat_lr = qat_lr or getattr(family, "default_qat_lr", 2e-5)
     split = getattr(family, "calibration_split", "val")
     calib = family.calibration_inputs(val if split == "val" else family.load_split(run, split), calibration, seed)
     names = list(family.input_spec(run.model))
@@ -70,7 +72,10 @@ def quantize(run_dir: Path, method: str = "ptq", calibration: int | None = None,
     report = {
         "family": family.name, "method": method, "calibration_windows": len(calib), "seed": seed,
         "float_modules": family.float_modules(), "scheme": "int8 symmetric per-channel weights, int8 activations",
-        "calibration_split": split, "qat_steps": qat_steps if method == "qat" else 0, "seconds": None,
+        "calibration_split": split, "qat_steps": qat_steps if method == "qat" else 0,
+        "qat_lr": qat_lr if method == "qat" else None,
+        # what QAT fine-tunes against: a family's own objective, else its training loss
+        "qat_objective": getattr(family, "qat_objective", "task") if method == "qat" else None, "seconds": None,
         "fp32": family.evaluate(batched(TorchRunner(export_model, names, family.output_names(run.model)), None), val),
         "int8_simulated": simulate_int8(family, run, export_model, calib, val, family.float_modules(), progress),
     }

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from edgecap import EdgecapError, api
@@ -258,10 +259,15 @@ def test_qat_fine_tunes_through_the_static_heads_graph(run_dir, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export"))
     q = api.quantize(copy, method="qat", calibration=2, qat_steps=2, qat_lr=1e-4, progress=False)
-    assert q["method"] == "qat" and q["qat_steps"] == 2
+    assert q["method"] == "qat" and q["qat_steps"] == 2 and q["qat_objective"] == "distill"
     family, run, model = load_trained_model(copy)
     before = family.export_form(model).state_dict()
     after = load_file(copy / "quantize" / "qat.safetensors")
     assert set(after) == set(before)
     changed = [k for k in after if not np.array_equal(after[k].numpy(), before[k].numpy())]
     assert any(k.startswith("dense_head") for k in changed) and any(k.startswith("backbone") for k in changed)
+    # The per-level copies of the shared RPN head were fine-tuned as one head.
+    levels = sorted({k.split(".")[3] for k in after if k.startswith("rpn.head.levels.")})
+    assert len(levels) > 1 and any(k.startswith("rpn.head.levels.0.") for k in changed)
+    for k in (k for k in after if k.startswith("rpn.head.levels.0.")):
+        assert all(torch.equal(after[k], after[k.replace(".0.", f".{i}.", 1)]) for i in levels), k

@@ -111,3 +111,30 @@ def test_qat_step_decays_lr_and_freezes_observers():
         assert opt.param_groups[0]["lr"] == pytest.approx(qat_learning_rate(step, steps, 1e-3))
     with pytest.raises(EdgecapError, match="loss became nan"):
         optimizer_step(opt, torch.tensor(float("nan"), requires_grad=True), 0, steps, 1e-3, gm)
+
+
+def test_tied_copies_get_the_summed_gradient_and_stay_equal():
+    """Copies of one shared weight (made for PT2E) train as that weight: summed gradient, equal values."""
+    from edgecap.quantize.qat import optimizer_step
+
+    torch.manual_seed(0)
+    a, b, free = nn.Linear(3, 2), nn.Linear(3, 2), nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    graph = nn.ModuleList([a, b, free])
+    x1, x2 = torch.randn(4, 3), torch.randn(4, 3)
+
+    def loss():
+        return a(x1).square().sum() + (b(x2) - 1).abs().sum() + free(x1).sum()
+
+    expected = torch.autograd.grad(loss(), [a.weight, b.weight])
+    start = a.weight.detach().clone()
+    opt = torch.optim.Adam(graph.parameters(), lr=1e-2)
+    optimizer_step(opt, loss(), 0, 5, 1e-2, graph, [[a.weight, b.weight], [a.bias, b.bias]])
+    assert torch.allclose(a.weight.grad, expected[0] + expected[1]) and torch.equal(a.weight.grad, b.weight.grad)
+    for step in range(1, 5):
+        optimizer_step(opt, loss(), step, 5, 1e-2, graph, [[a.weight, b.weight], [a.bias, b.bias]])
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias) and not torch.equal(a.weight, start)
+    # Without tying the same two layers drift apart.
+    b.load_state_dict(a.state_dict())
+    optimizer_step(torch.optim.Adam(graph.parameters(), lr=1e-2), loss(), 0, 5, 1e-2, graph)
+    assert not torch.equal(a.weight, b.weight)
