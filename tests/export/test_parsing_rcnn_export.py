@@ -271,3 +271,17 @@ def test_qat_fine_tunes_through_the_static_heads_graph(run_dir, tmp_path):
     assert len(levels) > 1 and any(k.startswith("rpn.head.levels.0.") for k in changed)
     for k in (k for k in after if k.startswith("rpn.head.levels.0.")):
         assert all(torch.equal(after[k], after[k.replace(".0.", f".{i}.", 1)]) for i in levels), k
+
+
+def test_qat_task_objective_trains_on_the_ground_truth(run_dir):
+    """objective="task" (the training losses) runs through the same static heads graph."""
+    from edgecap.models.parsing_rcnn.training import qat_finetune
+
+    family, run, model = load_trained_model(run_dir)
+    form = family.export_form(model)
+    train = family.load_split(run, "train")
+    rng = np.random.default_rng(0)
+    tuned = qat_finetune(form, lambda _step: family.sample_batch(train, rng, 2), 2, 1e-4, family.float_modules(),
+                         run.data.max_dense_rois, progress=False, objective="task")
+    before, after = form.state_dict(), tuned.state_dict()
+    assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("dense_head"))

@@ -10,9 +10,10 @@ path is per image with data-dependent RoI sets. `HeadsForward` is that path with
 shapes: image + RoIs padded to fixed counts -> raw RPN, box and DensePose head outputs. The
 RoIs come from the float model's proposals (eager, no grad); the fake-quantized graph
 computes the heads, and by default it learns to match the float model's outputs on them
-(distillation): fine-tuning on the task losses instead moved the trained DensePose head in
-float (GPSm 0.134 -> 0.125 in 300 steps on a 3000-step run), losing more than int8 noise
-costs. Weights are then copied back by name.
+(distillation): fine-tuning on the task losses moved the trained DensePose head in float
+(GPSm 0.134 -> 0.125 in 300 steps on a 3000-step run); distillation at the family's lr keeps
+the float APs. Neither beat PTQ's artifacts on a 4500-step run (README). Weights are then
+copied back by name; the RPN head's per-level copies train as one head.
 """
 
 from __future__ import annotations
