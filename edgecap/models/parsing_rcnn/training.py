@@ -123,12 +123,16 @@ class HeadsForward(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor, rois: torch.Tensor, dense_rois: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        m = self.model
-        f = m.features(image)
-        objectness, deltas = m.rpn_outputs(f)
-        class_logits, box_deltas = m.box_outputs(f, rois)
-        d = m.dense_outputs(f, dense_rois)
-        return objectness, deltas, class_logits, box_deltas, d["part_logits"], d["u"], d["v"], d["coarse_logits"]
+        return head_outputs(self.model, self.model.features(image), rois, dense_rois)
+
+
+def head_outputs(m: ParsingRCNN, f: list[torch.Tensor], rois: torch.Tensor,
+                 dense_rois: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """HeadsForward's outputs from features `f` already computed (the float teacher's, in QAT)."""
+    objectness, deltas = m.rpn_outputs(f)
+    class_logits, box_deltas = m.box_outputs(f, rois)
+    d = m.dense_outputs(f, dense_rois)
+    return objectness, deltas, class_logits, box_deltas, d["part_logits"], d["u"], d["v"], d["coarse_logits"]
 
 
 def _unpadded(outputs: tuple[torch.Tensor, ...], r: int, p: int) -> tuple[torch.Tensor, ...]:
@@ -168,7 +172,6 @@ def qat_finetune(model: ParsingRCNN, sample_batch, steps: int, lr: float, float_
     if objective not in QAT_OBJECTIVES:
         raise EdgecapError(f"QAT objective must be one of {QAT_OBJECTIVES}, got {objective!r}")
     teacher = copy.deepcopy(model).eval()  # proposals (and with "distill" the targets) come from the float model
-    teacher_heads = HeadsForward(teacher)
     size = model.config.input_size
     example = (torch.zeros(1, 3, size, size), _pad(torch.zeros(0, 4), BOX_ROIS), _pad(torch.zeros(0, 4), max_dense_rois))
     try:
@@ -185,7 +188,8 @@ def qat_finetune(model: ParsingRCNN, sample_batch, steps: int, lr: float, float_
         for i, (sample, scale) in enumerate(samples):
             image = torch.from_numpy(images[i : i + 1])
             with torch.no_grad():
-                proposals, scores = teacher.proposals(teacher.features(image))
+                features = teacher.features(image)
+                proposals, scores = teacher.proposals(features)
             plan = plan_image(teacher, sample, scale, proposals[scores > 0], max_dense_rois)
             r, p = plan.rois.shape[0], plan.dense_rois.shape[0]
             inputs = (image, _pad(plan.rois, BOX_ROIS), _pad(plan.dense_rois, max_dense_rois))
@@ -193,8 +197,8 @@ def qat_finetune(model: ParsingRCNN, sample_batch, steps: int, lr: float, float_
             if objective == "task":
                 losses = image_losses(plan, out[:2], out[2:4], out[4:])
             else:
-                with torch.no_grad():
-                    reference = _unpadded(teacher_heads(*inputs), r, p)
+                with torch.no_grad():  # the teacher's features serve its proposals and its targets
+                    reference = _unpadded(head_outputs(teacher, features, *inputs[1:]), r, p)
                 losses = distillation_losses(out, reference)
             total = total + sum(losses.values()) / len(samples)
         optimizer_step(opt, total, step, steps, lr, gm, tied)
