@@ -136,6 +136,28 @@ def test_int8_covers_conv_and_matmul_and_respects_float_modules(lifter, tmp_path
     assert record.details["quantized_nodes"] == 2 and record.details["float_nodes_excluded"] >= 1
 
 
+def test_int8_folds_relu_into_the_conv_output_range(lifter, tmp_path):
+    """ReLU after a quantized Conv is folded into the Conv's output QuantizeLinear: no Relu
+    node is left and that range starts at 0 (zero point -128), so no int8 level is spent on
+    negatives. The int8 output still matches eager."""
+    windows = lifter[2].reshape(-1, 3, 9, 17)
+    torch.manual_seed(0)
+    model = ConvAndLinear().eval()
+    samples = [{"image": w[None]} for w in windows[:16]]
+    req = ExportRequest(model, {"image": windows[:1]}, ["out"], "int8", {}, samples, ["pre"])
+    export_onnx(req, tmp_path / "m.onnx")
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    conv = [n for n in graph.node if n.op_type == "Conv"][1]  # the quantized one
+    q_after = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == conv.output[0]]
+    assert "Relu" not in {n.op_type for n in graph.node}
+    assert len(q_after) == 1 and int(inits[q_after[0].input[2]]) == -128
+    with torch.no_grad():
+        eager = np.concatenate([model(torch.from_numpy(s["image"])).numpy() for s in samples])
+    got = np.concatenate([OnnxRunner(tmp_path / "m.onnx").run(s)["out"] for s in samples])
+    assert np.abs(got - eager).max() < 0.05 * np.abs(eager).max()
+
+
 def test_int8_calibration_clips_a_rare_outlier_and_reads_every_sample_once(tmp_path):
     """Percentile calibration, fed in chunks: one extreme value among ~260k must not set the
     input's int8 step (MinMax would make it 1000 / 255 ~ 3.9), and every sample is read."""
