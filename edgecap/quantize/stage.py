@@ -38,7 +38,8 @@ def quantize(run_dir: Path, method: str = "ptq", calibration: int | None = None,
     out.mkdir(exist_ok=True)
     val = family.load_split(run, "val")
     calibration = calibration or getattr(family, "default_calibration", 256)
-    qat_lr = qat_lr or getattr(family, "default_qat_lr", 2e-5)
+    if qat_lr is None:  # an explicit 0 or negative lr reaches QAT and is refused there, with its value
+        qat_lr = getattr(family, "default_qat_lr", 2e-5)
     split = getattr(family, "calibration_split", "val")
     calib = family.calibration_inputs(val if split == "val" else family.load_split(run, split), calibration, seed)
     names = list(family.input_spec(run.model))
