@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench results clean
 
 install: $(STAMP)
 
@@ -28,6 +28,11 @@ test-slow: install
 
 bench: install
 	$(BIN)/python benchmarks/lifting_latency.py
+
+# Publish runs/demo's measured results into docs/results/ and README.md's table (on purpose).
+results: install
+	test -f runs/demo/bench.json || $(MAKE) demo
+	$(BIN)/python benchmarks/publish_results.py runs/demo --command "make demo"
 
 clean:
 	rm -rf runs .pytest_cache

@@ -17,9 +17,9 @@ import argparse
 import time
 from pathlib import Path
 
-from edgecap.io import read_json, write_json
-from edgecap.quantize.stage import load_quantization, simulate_int8
+from edgecap.core.io import read_json, write_json
 from edgecap.runs import load_trained_model
+from edgecap.stages.quantize import load_recipe, simulate_int8
 
 GROUPS = ["backbone", "neck", "rpn.head", "box_head", "dense_head", "dense_predictor",
           "dense_predictor.deconvs.0", "dense_predictor.deconvs.1", "dense_predictor.deconvs.2",
@@ -35,8 +35,8 @@ def main() -> None:
 
     family, run, model = load_trained_model(args.run, expect_family="parsing_rcnn")
     export_model = family.export_form(model)
-    spec, calib = load_quantization(args.run, family, export_model)
-    val = family.load_split(run, "val")
+    spec, calib, export_model = load_recipe(args.run, export_model)
+    val = family.load_data(run, "val")
     out = args.run / "int8_sensitivity.json"
     # The recipe as `edgecap quantize` recorded it: its fp32 and int8 simulation are the
     # reference and the "(none)" row, so they are not computed again.

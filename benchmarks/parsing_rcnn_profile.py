@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgecap.io import write_json
+from edgecap.core.io import write_json
 from edgecap.runs import load_trained_model
 
 
@@ -39,7 +39,7 @@ def _median_ms(fn, runs: int) -> float:
 def stage_profile(run: Path, runs: int) -> tuple[dict, np.ndarray]:
     family, cfg, model = load_trained_model(run)
     m = family.export_form(model)
-    image = family.calibration_inputs(family.load_split(cfg, "val"), 1, seed=2)[0]["image"]
+    image = family.calibration_inputs(family.load_data(cfg, "val"), 1, seed=2)[0]["image"]
     x = torch.from_numpy(image)
     torch.set_num_threads(1)
     with torch.no_grad():

@@ -7,17 +7,18 @@
     api.export("runs/lift", formats=["onnx", "tflite"])
     api.validate("runs/lift"); api.bench("runs/lift"); api.report("runs/lift")
     api.pipeline("lifting", cfg, "runs/lift")  # all of the above
+    api.bench_files(["model.tflite"])         # any model file, made by edgecap or not
 """
 
 from __future__ import annotations
 
-from edgecap.export.stage import export
-from edgecap.pipeline import run_pipeline as pipeline
-from edgecap.quantize.stage import quantize
-from edgecap.report import build_report as report
-from edgecap.runtime.bench import bench
-from edgecap.runtime.validate import validate
-from edgecap.train.loop import train
+from edgecap.stages.bench import bench, bench_files
+from edgecap.stages.export import export
+from edgecap.stages.pipeline import run_pipeline as pipeline
+from edgecap.stages.quantize import quantize
+from edgecap.stages.report import build_report as report
+from edgecap.stages.train import train
+from edgecap.stages.validate import validate
 
 
 def config(model: str, overrides: list[str] | None = None, preset: str | None = None):
@@ -26,13 +27,13 @@ def config(model: str, overrides: list[str] | None = None, preset: str | None = 
     import dataclasses
 
     from edgecap import EdgecapError
-    from edgecap.config import apply_overrides
+    from edgecap.core.config import apply_overrides
     from edgecap.models import get_family
 
-    family = get_family(model)
-    cfg = family.run_config()
+    facts = get_family(model).facts
+    cfg = facts.run_config()
     if preset is not None:
-        presets = getattr(family, "presets", {})
+        presets = facts.presets
         if preset not in presets:
             raise EdgecapError(f"unknown --config {preset!r} for {model}; available: {sorted(presets) or 'none'}")
         cfg = dataclasses.replace(cfg, model=presets[preset])
@@ -41,4 +42,4 @@ def config(model: str, overrides: list[str] | None = None, preset: str | None = 
     return cfg
 
 
-__all__ = ["config", "train", "quantize", "export", "validate", "bench", "report", "pipeline"]
+__all__ = ["config", "train", "quantize", "export", "validate", "bench", "bench_files", "report", "pipeline"]

@@ -29,7 +29,7 @@ def _threads(value: str) -> tuple[int, ...]:
 
 
 def cmd_train(a) -> None:
-    from edgecap.train.loop import train
+    from edgecap.stages.train import train
 
     result = train(a.model, _run_config(a.model, a.set, a.config), Path(a.out or DEFAULT_RUN.format(model=a.model)),
                    progress=not a.quiet)
@@ -40,7 +40,7 @@ def cmd_train(a) -> None:
 
 
 def cmd_quantize(a) -> None:
-    from edgecap.quantize.stage import quantize
+    from edgecap.stages.quantize import quantize
 
     q = quantize(Path(a.run), method=a.method, calibration=a.calibration, qat_steps=a.qat_steps,
                  qat_lr=a.qat_lr, progress=not a.quiet)
@@ -50,47 +50,91 @@ def cmd_quantize(a) -> None:
 
 
 def cmd_export(a) -> None:
-    from edgecap.export.stage import export
+    from edgecap.stages.export import export
 
     m = export(Path(a.run), formats=_csv(a.formats) if a.formats else None,
                precisions=_csv(a.precisions) if a.precisions else None,
-               layouts=_csv(a.layout) if a.layout else None, progress=not a.quiet)
+               layouts=_csv(a.layouts) if a.layouts else None, progress=not a.quiet)
     for art in m["artifacts"]:
         print(f"{art['name']:<28} {art['size_bytes'] / 1e6:7.2f} MB  {art['scheme']}")
 
 
 def cmd_validate(a) -> None:
-    from edgecap.runtime.validate import format_table, validate
+    from edgecap.stages.validate import format_table, validate
 
-    print(format_table(validate(Path(a.run), progress=not a.quiet)))
+    print(format_table(validate(Path(a.run), target=a.target, progress=not a.quiet)))
 
 
 def cmd_bench(a) -> None:
-    from edgecap.runtime.bench import bench, format_table
+    from edgecap.stages.bench import bench, bench_files, format_table
 
-    print(format_table(bench(Path(a.run), threads=a.threads, min_runs=a.runs, target=a.target, progress=not a.quiet)))
+    if a.artifact:  # model files, made by edgecap or not
+        if a.run:
+            raise EdgecapError("give a run directory or --artifact FILE, not both")
+        report = bench_files([Path(f) for f in a.artifact], threads=a.threads, inputs=a.inputs, min_runs=a.runs,
+                             target=a.target, out=Path(a.out) if a.out else None, progress=not a.quiet)
+    elif a.run:
+        if a.inputs or a.out:
+            raise EdgecapError("--inputs and --out go with --artifact; a run's bench writes RUN/bench.json")
+        report = bench(Path(a.run), threads=a.threads, min_runs=a.runs, target=a.target, progress=not a.quiet)
+    else:
+        raise EdgecapError("give a run directory (edgecap bench RUN) or a model file (edgecap bench --artifact FILE)")
+    print(format_table(report))
 
 
 def cmd_predict(a) -> None:
-    from edgecap.export.stage import load_manifest, verify_artifact
-    from edgecap.runs import load_trained_model
-    from edgecap.runtime import CheckedRunner, TorchRunner, check_artifact_model, open_runner
+    from edgecap.core.runner import CheckedRunner, TorchRunner
+    from edgecap.runs import (
+        check_artifact_model,
+        load_manifest,
+        load_trained_model,
+        open_artifact,
+        verify_artifact,
+    )
 
+    if a.run is None:  # a model file alone: named arrays in (.npz), named arrays out (.npz)
+        if not a.artifact:
+            raise EdgecapError("give a run directory, or --artifact FILE with --input INPUTS.npz")
+        print(predict_arrays(Path(a.artifact), Path(a.input), Path(a.output)))
+        return
     family, run, model = load_trained_model(Path(a.run))
     names, outs = list(family.input_spec(run.model)), family.output_names(run.model)
     if a.artifact:
         entries = {e["name"]: e for e in load_manifest(Path(a.run))["artifacts"]}
         if a.artifact not in entries:
             raise EdgecapError(f"no artifact {a.artifact!r} in the manifest; have {sorted(entries)}")
-        entry = entries[a.artifact]
-        path = verify_artifact(Path(a.run), entry)
-        runner = open_runner(path, entry["format"], 1, names, outs)
+        path = verify_artifact(Path(a.run), entries[a.artifact])
+        runner = open_artifact(path, family, 1, names, outs)
         check_artifact_model(runner, family.name, path)
     else:
         runner = TorchRunner(family.export_form(model), names, outs)
     spec = {n: s.shape for n, s in family.input_spec(run.model).items()}
     runner = CheckedRunner(runner, spec, f"{a.input}")
     print(family.predict_file(runner, run.model, Path(a.input), Path(a.output)))
+
+
+def predict_arrays(model_path: Path, input_path: Path, output_path: Path) -> str:
+    """Run any model file on the named arrays of an .npz; write its named outputs as .npz."""
+    import numpy as np
+
+    from edgecap.core.arrays import check_named_arrays
+    from edgecap.core.io import atomic_path
+    from edgecap.runs import open_artifact
+
+    runner = open_artifact(model_path)
+    try:
+        with np.load(input_path, allow_pickle=False) as data:
+            inputs = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise EdgecapError(f"input file not found: {input_path}") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise EdgecapError(f"input file {input_path} is not a readable .npz of named arrays: {e}") from None
+    check_named_arrays(inputs, runner.input_shapes, str(input_path))
+    outputs = runner.run(inputs)
+    with atomic_path(output_path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **outputs)
+    return f"wrote {output_path}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in outputs.items())
 
 
 def cmd_derive(a) -> None:
@@ -101,13 +145,13 @@ def cmd_derive(a) -> None:
 
 
 def cmd_evaluate(a) -> None:
-    from edgecap.io import write_json
+    from edgecap.core.io import write_json
+    from edgecap.core.runner import TorchRunner, batched
     from edgecap.runs import load_trained_model
-    from edgecap.runtime import TorchRunner, batched
 
     family, run, model = load_trained_model(Path(a.run))
     runner = TorchRunner(family.export_form(model), list(family.input_spec(run.model)), family.output_names(run.model))
-    data = family.load_split(run, "val")
+    data = family.load_data(run, "val")
     metrics = family.evaluate(batched(runner, None), data, progress=None if a.quiet else "evaluate")
     write_json(Path(a.run) / "evaluate.json", {"family": family.name, "model": "pytorch_fp32", "val": metrics})
     print("\n".join(f"{k:>16}: {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
@@ -116,25 +160,25 @@ def cmd_evaluate(a) -> None:
 def cmd_params(a) -> None:
     from edgecap.models import get_family
 
-    family = get_family(a.model)
-    if not hasattr(family, "parameter_table"):
+    table = get_family(a.model).parameter_table()
+    if table is None:
         raise EdgecapError(f"{a.model} has no configuration table")
-    print(family.parameter_table())
+    print(table)
 
 
 def cmd_report(a) -> None:
-    from edgecap.report import build_report
+    from edgecap.stages.report import build_report
 
     build_report(Path(a.run))
     print(f"wrote {Path(a.run) / 'report.md'} and report.json")
 
 
 def cmd_pipeline(a) -> None:
-    from edgecap.pipeline import run_pipeline
+    from edgecap.stages.pipeline import run_pipeline
 
     run_pipeline(a.model, _run_config(a.model, a.set, a.config), Path(a.out or DEFAULT_RUN.format(model=a.model)),
-                 quant_method=a.quant, formats=_csv(a.formats) if a.formats else None, threads=a.threads,
-                 progress=not a.quiet, split_formats=_csv(a.split) if a.split else None,
+                 quant_method=a.quant, formats=_csv(a.formats) if a.formats else None,
+                 layouts=_csv(a.layouts) if a.layouts else None, threads=a.threads, progress=not a.quiet,
                  bench_options={"min_runs": a.runs})
 
 
@@ -145,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name, func, help_text, run_arg=True):
         sp = sub.add_parser(name, help=help_text, description=help_text)
-        if run_arg:
+        if run_arg == "optional":
+            sp.add_argument("run", nargs="?", help="run directory written by `edgecap train` (e.g. runs/lifting)")
+        elif run_arg:
             sp.add_argument("run", help="run directory written by `edgecap train` (e.g. runs/lifting)")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         sp.set_defaults(func=func)
@@ -166,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--threads", type=_threads, default=(1, 2), help="bench thread counts (default 1,2)")
             sp.add_argument("--runs", type=int, default=200, help="bench: minimum timed runs per measurement "
                                                                     "(default 200)")
-            sp.add_argument("--split", metavar="FORMATS",
-                            help="also export the split layout in these formats, e.g. executorch (parsing_rcnn)")
+            sp.add_argument("--layouts", help="comma list of the model's layouts to export (default whole; "
+                                              "parsing_rcnn also has parts: detector + per-person head)")
 
     sp = add("quantize", cmd_quantize, "Fix the int8 recipe: calibration set (PTQ) or QAT fine-tuning.")
     sp.add_argument("--method", choices=["ptq", "qat"], default="ptq")
@@ -182,23 +228,34 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("export", cmd_export, "Export fp32 and int8 artifacts with a manifest.json.")
     sp.add_argument("--formats", help="comma list of onnx,tflite,executorch,coreml (default all)")
     sp.add_argument("--precisions", help="comma list of fp32,int8 (default both)")
-    sp.add_argument("--layout", help="comma list of whole,split (default whole); split = detector graph + "
-                                     "per-RoI DensePose head graph, run as one model (parsing_rcnn)")
+    sp.add_argument("--layouts", help="comma list of the model's layouts (default whole; parsing_rcnn also has "
+                                      "parts: a detector graph + a per-person DensePose head graph)")
 
-    add("validate", cmd_validate, "Tensor and task-metric parity of every artifact against PyTorch.")
+    sp = add("validate", cmd_validate, "Tensor and task-metric parity of every artifact against PyTorch.")
+    sp.add_argument("--target", default="host", help="where the artifacts run: host (default)")
 
-    sp = add("bench", cmd_bench, "Latency p50/p90/p99, FPS, peak memory and size per artifact and thread count.")
+    sp = add("bench", cmd_bench, "Latency p50/p90/p99, FPS, peak memory and size per artifact and thread count, "
+                                 "of a run's artifacts or of any .onnx/.tflite/.pte file.", run_arg="optional")
+    sp.add_argument("--artifact", action="append", metavar="FILE",
+                    help="a model file to bench instead of a run (repeatable); edgecap need not have made it")
+    sp.add_argument("--inputs", metavar="NPZ", help="with --artifact: named input arrays (default: random, "
+                                                    "of the model's own input shapes)")
+    sp.add_argument("--out", metavar="JSON", help="with --artifact: write the results here")
     sp.add_argument("--threads", type=_threads, default=(1, 2), help="thread counts (default 1,2)")
     sp.add_argument("--runs", type=int, default=200, help="minimum timed runs per measurement (default 200)")
     sp.add_argument("--target", default="host", help="where to run: host (default)")
 
-    sp = add("predict", cmd_predict, "Run a model or artifact over an input file (lifting: a (frames, J, 3) .npy "
-                                     "-> .npy of 3D joints; parsing_rcnn: an image -> IUV .png + contour drawing).")
+    sp = add("predict", cmd_predict, "Run a model or artifact over an input file: a run's model on its task's "
+                                     "files (lifting: a (frames, J, 3) .npy -> .npy of 3D joints; parsing_rcnn: an "
+                                     "image -> IUV .png + contour drawing), or any model file on an .npz of named "
+                                     "arrays -> .npz of its outputs.", run_arg="optional")
     sp.add_argument("--input", required=True, help="lifting: .npy of 2D keypoints (frames, J, 3) = x_px, y_px, "
-                                                    "validity; parsing_rcnn: an RGB image")
+                                                    "validity; parsing_rcnn: an RGB image; a model file: .npz")
     sp.add_argument("--output", required=True, help="lifting: .npy of 3D joints (frames, J, 3) in mm; parsing_rcnn: "
-                                                     "IUV .png (the contour drawing goes beside it, *_contours.png)")
-    sp.add_argument("--artifact", help="artifact name from the manifest (default: PyTorch eager)")
+                                                     "IUV .png (the contour drawing goes beside it, *_contours.png); "
+                                                     "a model file: .npz")
+    sp.add_argument("--artifact", help="with a run: an artifact name from its manifest (default: PyTorch eager); "
+                                       "alone: a model file")
 
     add("evaluate", cmd_evaluate, "Task metrics of the trained PyTorch model on the validation set (evaluate.json).")
 

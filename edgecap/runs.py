@@ -1,4 +1,11 @@
-"""A run directory is the hand-off between stages: every stage reads what the last one wrote."""
+"""A run directory is the hand-off between stages: every stage reads what the last one wrote.
+
+    run.json            family name + the full frozen config (written when training starts)
+    model.safetensors   the trained weights; model.json: their training record (metrics, steps)
+    quantize/           the int8 recipe (edgecap.stages.quantize)
+    export/             artifacts + manifest.json (edgecap.stages.export)
+    validate.json, bench.json, report.*
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,13 @@ from typing import Any
 
 import torch
 
-from edgecap import EdgecapError
-from edgecap.config import from_dict
-from edgecap.io import read_json
+from edgecap import EdgecapError, __version__
+from edgecap.core.config import from_dict
+from edgecap.core.io import read_json, sha256_of, write_json
+from edgecap.core.parts import is_multipart
+from edgecap.core.runner import Runner
+from edgecap.core.weights import load_weights
 from edgecap.models import get_family
-from edgecap.train.checkpoint import load_weights
 
 
 def load_run(run_dir: Path, expect_family: str | None = None) -> tuple[Any, Any]:
@@ -24,7 +33,7 @@ def load_run(run_dir: Path, expect_family: str | None = None) -> tuple[Any, Any]
             f"run directory {run_dir} holds a {spec['family']!r} run, not {expect_family!r}; use another --out"
         )
     family = get_family(spec["family"])
-    return family, from_dict(family.run_config, spec["config"], f"{run_dir}/run.json config")
+    return family, from_dict(family.facts.run_config, spec["config"], f"{run_dir}/run.json config")
 
 
 def load_trained_model(run_dir: Path, expect_family: str | None = None) -> tuple[Any, Any, torch.nn.Module]:
@@ -46,9 +55,7 @@ def derive_run(source: Path, out: Path, overrides: list[str]) -> dict:
     source's, measured at the source config."""
     import shutil
 
-    from edgecap.config import apply_overrides, to_dict
-    from edgecap.io import write_json
-    from edgecap.train.checkpoint import write_run_spec
+    from edgecap.core.config import apply_overrides, to_dict
 
     source, out = Path(source), Path(out)
     family, run = load_run(source)
@@ -67,3 +74,54 @@ def derive_run(source: Path, out: Path, overrides: list[str]) -> dict:
     record["derived_from"] = {"run": str(source), "overrides": list(overrides)}
     write_json(out / "model.json", record)
     return record
+
+
+def write_run_spec(run_dir: Path, family: str, config: dict) -> None:
+    write_json(Path(run_dir) / "run.json", {"family": family, "edgecap_version": __version__, "config": config})
+
+
+def load_manifest(run_dir: Path) -> dict:
+    path = Path(run_dir) / "export" / "manifest.json"
+    if not path.exists():
+        raise EdgecapError(f"{path} not found: run `edgecap export {run_dir}` first")
+    manifest = read_json(path, "manifest")
+    for field in ("family", "artifacts", "inputs", "outputs"):
+        if field not in manifest:
+            raise EdgecapError(f"{path}: missing field {field!r}")
+    return manifest
+
+
+def verify_artifact(run_dir: Path, entry: dict) -> Path:
+    """The artifact's file exists and still has the sha256 the manifest recorded."""
+    path = Path(run_dir) / "export" / entry["file"]
+    if not path.exists():
+        raise EdgecapError(f"artifact {entry['name']}: file {path} is missing")
+    digest = sha256_of(path)
+    if digest != entry["sha256"]:
+        raise EdgecapError(
+            f"artifact {entry['name']}: {path} is truncated or modified (sha256 {digest[:12]}..., "
+            f"manifest says {entry['sha256'][:12]}...); re-export it"
+        )
+    return path
+
+
+def open_artifact(path: Path, family=None, threads: int = 1, input_names: list[str] | None = None,
+                  output_names: list[str] | None = None) -> Runner:
+    """A runner over any artifact: one file of any format, or a multi-part folder composed by its
+    family (`family`, else the one its parts.json names)."""
+    from edgecap.backends import open_parts, open_runner
+
+    path = Path(path)
+    if is_multipart(path):
+        spec, runners = open_parts(path, threads)
+        family = family or get_family(runners[spec["parts"][0]["name"]].metadata().get("model", ""))
+        return family.compose(spec["layout"], runners, spec)
+    return open_runner(path, None, threads, input_names, output_names)
+
+
+def check_artifact_model(runner: Runner, family: str, path: Path) -> None:
+    """Refuse an artifact whose metadata names another model family (e.g. a lifter's .tflite
+    copied over a DensePose artifact)."""
+    meta = runner.metadata()
+    if meta and meta.get("model") not in (None, family):
+        raise EdgecapError(f"artifact {path} holds a {meta.get('model')!r} model, not {family!r}")

@@ -8,20 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from edgecap.config import apply_overrides
+from edgecap.core.config import apply_overrides
 from edgecap.models import get_family
-
-TINY = ["model.hidden=64", "model.blocks=1", "train.steps=40", "train.batch_size=64", "train.eval_every=20",
-        "train.checkpoint_every=20", "data.train_sequences=24", "data.val_sequences=4", "data.frames=60"]
 
 
 def tiny_config(*extra: str):
-    return apply_overrides(get_family("lifting").run_config(), TINY + list(extra))
+    family = get_family("lifting")
+    return apply_overrides(family.facts.run_config(), list(family.facts.quick_overrides) + list(extra))
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    from edgecap.train.loop import train
+    from edgecap.stages.train import train
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
     train("lifting", tiny_config(), run_dir, progress=False)
@@ -44,12 +42,13 @@ class SmallLifter:
 @pytest.fixture(scope="session")
 def small_lifter() -> SmallLifter:
     from edgecap.data.motion import MotionDataConfig
-    from edgecap.models.lifting import LiftingConfig, LiftingFamily, LiftingRun
+    from edgecap.models.lifting.family import LiftingFamily, LiftingRun
+    from edgecap.models.lifting.model import LiftingConfig
 
     fam = LiftingFamily()
     run = LiftingRun(model=LiftingConfig(hidden=64, blocks=1),
                      data=MotionDataConfig(train_sequences=24, val_sequences=4, frames=60))
-    train, val = fam.load_split(run, "train"), fam.load_split(run, "val")
+    train, val = fam.load_data(run, "train"), fam.load_data(run, "val")
     torch.manual_seed(0)
     model = fam.build(run.model)
     fam.prepare_training(model, train)

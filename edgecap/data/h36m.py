@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecap import EdgecapError
+from edgecap.core.io import ArrayOnlyUnpickler
 
 # The 17 of the 32 Human3.6M mocap joints that VideoPose3D keeps (it removes
 # [4, 5, 9, 10, 11, 16, 20, 21, 22, 23, 24, 28, 29, 30, 31]), in the order of
@@ -37,24 +38,6 @@ from edgecap import EdgecapError
 H36M_KEPT_JOINTS = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
 # Left/right joint lists of the 17-joint layout, as written in the 2D files' metadata.
 _H36M_SYMMETRY = ([4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16])
-
-# Globals a numpy pickle of a dict of arrays refers to: the array/dtype/scalar rebuilders
-# (under numpy 1.x `numpy.core` and 2.x `numpy._core` names) and `_codecs.encode`, which
-# protocol-2 pickles use for raw bytes. Anything else (os.system, eval, ...) is refused.
-_PICKLE_ALLOWED = {
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-    *((f"numpy.{core}.{mod}", name) for core in ("core", "_core")
-      for mod, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))),
-}
-
-
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _PICKLE_ALLOWED:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name}: only numpy arrays, dicts and lists are allowed"
-            )
-        return super().find_class(module, name)
 
 
 def _load_npz_member(path: str, key: str, what: str, required: bool = True):
@@ -73,7 +56,7 @@ def _load_npz_member(path: str, key: str, what: str, required: bool = True):
                 version = fmt.read_magic(fp)
                 _, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(fp)
                 if dtype.hasobject:
-                    value = _ArrayOnlyUnpickler(fp).load()
+                    value = ArrayOnlyUnpickler(fp).load()
                     return value.item() if isinstance(value, np.ndarray) and value.shape == () else value
             with zf.open(f"{key}.npy") as fp:
                 return np.lib.format.read_array(fp, allow_pickle=False)

@@ -54,7 +54,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 
 from edgecap import EdgecapError
-from edgecap.data.h36m import _ArrayOnlyUnpickler
+from edgecap.core.io import ArrayOnlyUnpickler
 from edgecap.metrics.box_ap import load_coco, load_detections
 
 NUM_PARTS = 24
@@ -186,7 +186,7 @@ def _load_pdist(path: Path) -> np.ndarray:
     if path.suffix == ".pkl":
         with open(path, "rb") as f:
             try:
-                table = _ArrayOnlyUnpickler(f, encoding="latin1").load()
+                table = ArrayOnlyUnpickler(f, encoding="latin1").load()
             except (pickle.UnpicklingError, ValueError, EOFError, AttributeError, TypeError, IndexError) as e:
                 raise EdgecapError(f"{path}: not a pickle of numpy arrays ({e})") from e
         if not isinstance(table, dict) or not isinstance(table.get("Pdist_matrix"), np.ndarray):

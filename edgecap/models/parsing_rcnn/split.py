@@ -12,7 +12,7 @@ runs the head on every slot, empty ones included).
 Each part holds only the submodules it runs, under the same names as in ParsingRCNN, so
 `float_modules` and weight names carry over, and it reuses ParsingRCNN's own methods (they
 only read those attributes), so the split computes exactly what the whole model computes.
-`edgecap.runtime.split.SplitRunner` runs the dense graph for each kept box and returns the
+`edgecap.models.parsing_rcnn.app.PartsRunner` runs the dense graph for each kept box and returns the
 whole model's outputs, so callers see one model.
 """
 

@@ -10,7 +10,9 @@ from safetensors.torch import load_file
 
 from edgecap import EdgecapError, api
 from edgecap.cli import main
-from edgecap.train.loop import train
+from edgecap.models import get_family
+from edgecap.models.parsing_rcnn.config import PRESETS
+from edgecap.stages.train import train
 
 SMALL = ["data.train_images=6", "data.val_images=2", "data.max_people=2", "train.batch_size=1",
          "train.eval_every=100", "train.checkpoint_every=2", "train.warmup_steps=2"]
@@ -57,24 +59,29 @@ def test_pipeline_exports_validates_benches_and_reports(tmp_path, cache):
     run = tmp_path / "run"
     api.pipeline("parsing_rcnn", config(cache, 1), run, formats=["onnx"], threads=(1,), progress=False,
                  say=lambda *_: None, bench_options={"min_runs": 2, "min_seconds": 0.0, "warmup": 1},
-                 split_formats=["onnx"])
+                 layouts=["whole", "parts"])
     report = json.loads((run / "report.json").read_text())
     assert report["training"]["val"]["images"] == 2
-    artifacts = {"parsing_rcnn_fp32.onnx", "parsing_rcnn_int8.onnx", "parsing_rcnn_fp32_split.onnx",
-                 "parsing_rcnn_int8_split.onnx"}
+    artifacts = {"parsing_rcnn_fp32.onnx", "parsing_rcnn_int8.onnx", "parsing_rcnn_fp32_parts.onnx",
+                 "parsing_rcnn_int8_parts.onnx"}
     assert {a["name"] for a in report["export"]["artifacts"]} == artifacts
     assert {r["name"] for r in report["validation"]["artifacts"]} == artifacts
     assert set(json.loads((run / "pipeline_timings.json").read_text())) == {
-        "train", "quantize", "export", "export_split", "validate", "bench", "report"}
+        "train", "quantize", "export", "validate", "bench", "report"}
     bench = report["bench"]
     names = {r["name"] for r in bench["rows"]}
     assert {"densepose_rcnn_eager_fp32", "parsing_rcnn_eager_fp32", "pytorch_fp32"} <= names
     onnx = next(r for r in bench["rows"] if r["name"] == "parsing_rcnn_int8.onnx")
     assert onnx["speedup_vs_densepose_rcnn_eager_fp32"] > 0 and onnx["smaller_than_densepose_rcnn_eager_fp32"] > 10
+    # The baseline's size is its real parameter count (the shared RPN head counted once, as trained).
+    baseline = next(r for r in bench["rows"] if r["name"] == "densepose_rcnn_eager_fp32")
+    model = get_family("parsing_rcnn").build(PRESETS["densepose_rcnn"])
+    assert baseline["size_bytes"] == 4 * sum(p.numel() for p in model.parameters())
     assert sorted({p["people_in_image"] for p in bench["end_to_end"]}) == [1, 3, 10]
+    assert all("people_detected" in p for p in bench["end_to_end"])
     md = (run / "report.md").read_text()
     assert "vs densepose_rcnn_eager_fp32" in md and "end to end" in md
-    assert (run / "report_latency_accuracy.png").exists() and (run / "report_people_latency.png").exists()
+    assert (run / "report_latency_accuracy.png").exists() and (run / "report_end_to_end.png").exists()
 
 
 def test_unknown_config_name():
@@ -105,20 +112,19 @@ def test_export_form_folds_batchnorm_unshares_rpn_and_separates_predictor():
 
 
 def test_end_to_end_rejects_bad_images():
-    from edgecap.models import get_family
+    from edgecap.models.parsing_rcnn.app import end_to_end
     from edgecap.models.parsing_rcnn.config import PRESETS
 
-    family = get_family("parsing_rcnn")
     for bad in (np.zeros((64, 64), np.uint8), np.zeros((64, 64, 3), np.float32), np.zeros((64, 64, 4), np.uint8)):
         with pytest.raises(EdgecapError, match="expected an RGB uint8 image"):
-            family.end_to_end(None, PRESETS["mobile_b"], bad)
+            end_to_end(None, PRESETS["mobile_b"], bad)
 
 
 def test_bench_scenes_have_the_requested_people(tmp_path):
-    from edgecap.models import get_family
+    from edgecap.models.parsing_rcnn.app import bench_scenes
 
     run = api.config("parsing_rcnn")
-    scenes = get_family("parsing_rcnn").bench_scenes(run, tmp_path, people=(1, 3))
-    assert [s["people"] for s in scenes] == [1, 3]
-    assert scenes[0]["visible"] == 1 and 1 <= scenes[1]["visible"] <= 3
-    assert np.asarray(Image.open(scenes[1]["image"])).shape == (320, 320, 3)
+    scenes = bench_scenes(run, tmp_path, people=(1, 3))
+    assert [s["people_in_image"] for s in scenes] == [1, 3]
+    assert scenes[0]["people_visible"] == 1 and 1 <= scenes[1]["people_visible"] <= 3
+    assert np.asarray(Image.open(scenes[1]["file"])).shape == (320, 320, 3)

@@ -1,14 +1,14 @@
-"""The two-graph form: detector + per-RoI dense head, glued by SplitRunner, equals the whole model."""
+"""The "parts" layout: detector + per-RoI dense head, glued by the app's PartsRunner, equals the whole model."""
 
 import numpy as np
 import pytest
 import torch
 
+from edgecap.core.parts import parts_spec
+from edgecap.core.runner import TorchRunner
 from edgecap.models import get_family
 from edgecap.models.parsing_rcnn.model import build_parsing_rcnn
-from edgecap.runtime import TorchRunner
-from edgecap.runtime.densepose_post import decode_detections
-from edgecap.runtime.split import SplitRunner
+from edgecap.models.parsing_rcnn.postprocess import decode_detections
 
 
 @pytest.fixture(scope="module")
@@ -20,21 +20,20 @@ def model_and_image():
     return family, form, image
 
 
-def _glue(family, form, min_score=0.0):
-    parts = family.split_model(form)
-    runners = {p: TorchRunner(m, i, o) for p, (m, i, o) in parts.items()}
-    spec = {"format": "pytorch", "outputs": list(form.output_names),
-            "parts": {p: {"inputs": i, "outputs": o} for p, (_, i, o) in parts.items()}}
-    s = form.config.dense_output_size
-    spec["parts"]["dense"]["output_shapes"] = {"part_logits": [1, 25, s, s], "u": [1, 24, s, s], "v": [1, 24, s, s],
-                                               "coarse_logits": [1, 15, s, s]}
-    return SplitRunner(runners["detector"], runners["dense"], spec, min_score)
+def _glue(family, form, image, min_score=0.0):
+    parts = family.parts(form, form.config, "parts")
+    runners = {p.name: TorchRunner(p.module, p.input_names, p.output_names) for p in parts}
+    feeds = family.part_inputs(parts, [{"image": image}])
+    spec = parts_spec("parts", "pytorch", parts, list(form.output_names), {p.name: feeds[p.name][0] for p in parts})
+    runner = family.compose("parts", runners, spec)
+    runner.min_score = min_score
+    return runner
 
 
 def test_split_runner_equals_whole_model(model_and_image):
     family, form, image = model_and_image
     whole = TorchRunner(form, ["image"], list(form.output_names)).run({"image": image})
-    glued = _glue(family, form).run({"image": image})
+    glued = _glue(family, form, image).run({"image": image})
     assert list(glued) == list(form.output_names)
     kept = whole["scores"] > 0
     assert kept.any()  # the untrained model keeps boxes at its 0.05 threshold
@@ -49,11 +48,11 @@ def test_split_runner_equals_whole_model(model_and_image):
 
 def test_split_runner_skips_low_scores(model_and_image):
     family, form, image = model_and_image
-    runner = _glue(family, form)
+    runner = _glue(family, form, image)
     out = runner.run({"image": image})
     all_runs = runner.dense_runs
     threshold = float(np.sort(out["scores"][out["scores"] > 0])[-1])  # only the best box passes
-    high = _glue(family, form, min_score=threshold)
+    high = _glue(family, form, image, min_score=threshold)
     out_high = high.run({"image": image})
     assert all_runs == int((out["scores"] > 0).sum()) and high.dense_runs == 1
     best = int(np.argmax(out["scores"]))
@@ -62,8 +61,8 @@ def test_split_runner_skips_low_scores(model_and_image):
 
 def test_split_inputs_feed_the_dense_part(model_and_image):
     family, form, image = model_and_image
-    parts = family.split_model(form)
-    inputs = family.split_inputs(parts, [{"image": image}])
+    parts = family.parts(form, form.config, "parts")
+    inputs = family.part_inputs(parts, [{"image": image}])
     assert inputs["detector"][0]["image"] is image
     dense = inputs["dense"]
     assert 1 <= len(dense) <= 3 and set(dense[0]) == {"features_p2", "box"}

@@ -1,0 +1,97 @@
+"""Atomic file writes, safe reads and content hashes: an artifact either exists whole or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from edgecap import EdgecapError
+
+
+@contextmanager
+def atomic_path(final: Path, suffix: str = ""):
+    """Yield a temp path beside `final`; on success rename it over `final` (file or dir)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{final.name}-", suffix=suffix or final.suffix, dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()  # the writer creates it (some writers insist on creating a directory)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise EdgecapError(f"writer produced nothing at {tmp} for {final}")
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: Path, obj) -> None:
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(text)
+
+
+def read_json(path: Path, what: str = "file") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise EdgecapError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EdgecapError(f"{what} {path} is corrupt (not valid JSON): {e}") from None
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, or of a directory's files in sorted order (.mlpackage, multi-part artifacts)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        if path.is_dir():
+            h.update(str(p.relative_to(path)).encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def size_of(path: Path) -> int:
+    path = Path(path)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+# Array-only pickles: numpy's reconstruction helpers (under numpy 1.x `numpy.core` and 2.x
+# `numpy._core` names) and `_codecs.encode`, which protocol-2 pickles use for raw bytes.
+# Anything else (os.system, eval, ...) is refused.
+_PICKLE_ALLOWED = {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    *((f"numpy.{core}.{mod}", name) for core in ("core", "_core")
+      for mod, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))),
+}
+
+
+class ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, dicts and lists only: a pickle from a dataset cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _PICKLE_ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name}: only numpy arrays, dicts and lists are allowed"
+            )
+        return super().find_class(module, name)

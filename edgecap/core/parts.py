@@ -1,0 +1,75 @@
+"""Deployable parts, and the on-disk form of a multi-part artifact.
+
+A family deploys a model as one graph ("whole") or as several parts (a detector and a
+per-person head; an identity encoder, a pose encoder and a generator). A multi-part artifact
+is a folder with one file per part in one format, plus `parts.json`:
+
+    {"layout": "...", "format": "onnx", "inputs": [whole-model inputs], "outputs": [whole-model outputs],
+     "parts": [{"name": ..., "file": ..., "inputs": [...], "outputs": [...],
+                "output_shapes": {name: [...]}}, ...]}
+
+Backends open each file; the family's `compose` glues the part runners into one runner.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from edgecap import EdgecapError
+
+PARTS_FILE = "parts.json"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One deployable graph: a module with named inputs and outputs."""
+
+    name: str
+    module: torch.nn.Module
+    input_names: list[str]
+    output_names: list[str]
+
+
+def parts_spec(layout: str, fmt: str, parts: list[Part], outputs: list[str], examples: dict,
+               suffix: str = "") -> dict:
+    """The parts.json of a layout; each part's output shapes come from running it on its example
+    inputs (`examples[part name]`, named arrays)."""
+    import numpy as np
+
+    spec = {"layout": layout, "format": fmt, "inputs": list(parts[0].input_names), "outputs": list(outputs),
+            "parts": []}
+    for part in parts:
+        args = [torch.from_numpy(np.ascontiguousarray(examples[part.name][n])) for n in part.input_names]
+        with torch.no_grad():
+            ref = part.module(*args)
+        ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+        spec["parts"].append({"name": part.name, "file": f"{part.name}{suffix}", "inputs": list(part.input_names),
+                              "outputs": list(part.output_names),
+                              "output_shapes": {n: list(t.shape) for n, t in zip(part.output_names, ref)}})
+    return spec
+
+
+def is_multipart(path: Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / PARTS_FILE).exists()
+
+
+def read_parts_spec(path: Path) -> dict:
+    spec_path = Path(path) / PARTS_FILE
+    try:
+        spec = json.loads(spec_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EdgecapError(f"{spec_path}: missing or not JSON: {e}") from None
+    if not isinstance(spec, dict):
+        raise EdgecapError(f"{spec_path}: expected a JSON object")
+    for key in ("layout", "format", "inputs", "outputs", "parts"):
+        if key not in spec:
+            raise EdgecapError(f"{spec_path}: missing field {key!r}")
+    for i, part in enumerate(spec["parts"]):
+        for key in ("name", "file", "inputs", "outputs"):
+            if not isinstance(part, dict) or key not in part:
+                raise EdgecapError(f"{spec_path}: part {i} lacks field {key!r}")
+    return spec

@@ -1,0 +1,227 @@
+"""`edgecap bench`: latency (p50/p90/p99, FPS), peak memory and size of every artifact of a run,
+or of any model file (`bench_files`), on a target (edgecap.targets).
+
+The input is a real validation input (a run), or the user's .npz, or random inputs of the model's
+own shapes (a model from elsewhere). All subjects and thread counts are timed in one interleaved
+measurement, so the ratios between them are fair on a noisy machine. On the host, the run's
+PyTorch eager model, the family's reference models and its end-to-end scenes are timed too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecap import EdgecapError
+from edgecap.backends import format_of
+from edgecap.core.io import atomic_path, size_of, write_json
+from edgecap.runs import load_manifest, load_run, verify_artifact
+from edgecap.targets import get_target
+from edgecap.targets.base import BenchOptions
+
+EAGER = "pytorch_fp32"
+
+
+def _save_inputs(path: Path, inputs: dict) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **inputs)
+    return path
+
+
+def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200, min_seconds: float = 1.0,
+          warmup: int = 20, target: str = "host", rounds: int = 5, progress: bool = True) -> dict:
+    run_dir = Path(run_dir)
+    manifest = load_manifest(run_dir)
+    family, run = load_run(run_dir, expect_family=manifest["family"])
+    (run_dir / "logs").mkdir(exist_ok=True)
+    tgt = get_target(target, run_dir / "logs" / "bench.log")
+    names = {"input_names": list(manifest["inputs"]), "output_names": manifest["outputs"]}
+    inputs = _save_inputs(run_dir / "bench_input.npz",
+                          family.calibration_inputs(family.load_data(run, "val"), 1, seed=2)[0])
+    subjects, skipped = [], []
+    if tgt.host_extras:
+        subjects.append({"kind": "eager", "name": EAGER, "run_dir": str(run_dir), "format": "pytorch",
+                         "precision": "fp32", "size_bytes": (run_dir / "model.safetensors").stat().st_size, **names})
+    for entry in manifest["artifacts"]:
+        if not entry.get("runnable_here", True):
+            skipped.append({"name": entry["name"], "reason": "; ".join(entry.get("notes", [])) or "not runnable here"})
+            continue
+        subjects.append({"kind": "artifact", "name": entry["name"], "path": str(verify_artifact(run_dir, entry)),
+                         "family": family.name, "format": entry["format"], "precision": entry["precision"],
+                         "size_bytes": entry["size_bytes"], **names})
+    # Other models of the family timed eager beside the artifacts (e.g. a paper's large
+    # baseline); slow, so fewer runs. Their size is their real parameter count, fp32.
+    references = family.bench_references(run) if tgt.host_extras else []
+    subjects += [{"kind": "reference", "name": r["name"], "family": family.name, "reference": r,
+                  "format": "pytorch", "precision": "fp32", **names} for r in references]
+    normal = BenchOptions(min_runs=min_runs, min_seconds=min_seconds, warmup=warmup, rounds=rounds)
+    heavy = BenchOptions(min_runs=min(5, min_runs), min_seconds=min(2.0, min_seconds), warmup=min(1, warmup),
+                         rounds=min(rounds, 5))
+    work = [(s, t) for s in subjects for t in threads]
+    results = tgt.measure([s for s, _ in work], inputs,
+                          [_with_threads(heavy if s["kind"] == "reference" else normal, t) for s, t in work], progress)
+    rows = []
+    for (s, t), result in zip(work, results):
+        size = s["size_bytes"] if "size_bytes" in s else 4 * result["params"]
+        rows.append({"name": s["name"], "format": s["format"], "precision": s["precision"], "threads": t,
+                     "size_bytes": size, **result})
+    _add_ratios(rows, [EAGER] if tgt.host_extras else [], [r["name"] for r in references])
+    for r in rows:  # delegation facts the exporter recorded
+        entry = next((a for a in manifest["artifacts"] if a["name"] == r["name"]), None)
+        if entry:
+            r["delegation"] = _delegation(entry)
+
+    end_to_end = []
+    scenes = family.bench_scenes(run, run_dir / "bench_scenes") if tgt.host_extras else []
+    if scenes:  # the app's whole path on each scene, at the first thread count
+        e2e = [({**s, "scene": sc["file"], "run_dir": str(run_dir)}, sc) for s in subjects if s["kind"] != "reference"
+               for sc in scenes]
+        opts = BenchOptions(threads=threads[0], min_runs=min(20, min_runs), min_seconds=min_seconds,
+                            warmup=min(3, warmup), rounds=min(rounds, 4))
+        for (s, sc), result in zip(e2e, tgt.measure([s for s, _ in e2e], inputs, [opts] * len(e2e), progress)):
+            end_to_end.append({"name": s["name"], "threads": threads[0], "scene": sc["label"],
+                               **{k: v for k, v in sc.items() if k not in ("label", "file")}, **result})
+    report = {"family": family.name, "target": tgt.name, "device": tgt.device_facts(), "threads": list(threads),
+              "rounds": rounds, "rows": rows, "skipped": skipped, "references": [r["name"] for r in references],
+              "end_to_end": end_to_end, "note": "latency per inference, batch 1"}
+    write_json(run_dir / "bench.json", report)
+    return report
+
+
+def bench_files(paths: list[Path], threads: tuple[int, ...] = (1, 2), inputs: Path | None = None,
+                min_runs: int = 200, min_seconds: float = 1.0, warmup: int = 20, target: str = "host",
+                rounds: int = 5, out: Path | None = None, progress: bool = True) -> dict:
+    """Bench model files edgecap may not have made (.onnx, .tflite, .pte): no manifest needed.
+    Inputs: the arrays of `inputs` (.npz, by input name), else random of the model's own shapes."""
+    import tempfile
+
+    from edgecap.runs import open_artifact
+
+    paths = [Path(p) for p in paths]
+    shapes = {}
+    for p in paths:
+        if not p.exists():
+            raise EdgecapError(f"model file not found: {p}")
+        runner = open_artifact(p)
+        shapes[p] = runner.input_shapes
+    if len({tuple(sorted(s.items())) for s in shapes.values()}) > 1 and inputs is None:
+        raise EdgecapError("the models take different inputs; bench them one at a time or pass --inputs")
+    with tempfile.TemporaryDirectory(prefix="edgecap-bench-") as tmp:
+        if inputs is None:
+            from edgecap.core.runner import example_inputs
+
+            input_path = _save_inputs(Path(tmp) / "inputs.npz", example_inputs(shapes[paths[0]]))
+        else:
+            input_path = Path(inputs)
+            _check_npz(input_path, shapes)
+        log = Path(out).with_suffix(".log") if out else Path(tmp) / "bench.log"
+        tgt = get_target(target, log)
+        subjects = []
+        for p in paths:
+            subjects.append({"kind": "artifact", "name": p.name, "path": str(p.resolve()), "format": format_of(p),
+                             "precision": "", "size_bytes": size_of(p)})
+        work = [(s, t) for s in subjects for t in threads]
+        opts = [BenchOptions(threads=t, min_runs=min_runs, min_seconds=min_seconds, warmup=warmup, rounds=rounds)
+                for _, t in work]
+        results = tgt.measure([s for s, _ in work], input_path, opts, progress)
+    rows = [{"name": s["name"], "format": s["format"], "precision": "", "threads": t, "size_bytes": s["size_bytes"],
+             **r} for (s, t), r in zip(work, results)]
+    report = {"family": None, "target": tgt.name, "device": tgt.device_facts(), "threads": list(threads),
+              "rounds": rounds, "rows": rows, "skipped": [], "references": [], "end_to_end": [],
+              "inputs": str(inputs) if inputs else "random normal, the model's own input shapes",
+              "note": "latency per inference"}
+    if out:
+        write_json(Path(out), report)
+    return report
+
+
+def _check_npz(path: Path, shapes: dict) -> None:
+    from edgecap.core.arrays import check_named_arrays
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise EdgecapError(f"--inputs {path}: not a readable .npz of named arrays: {e}") from None
+    for model, s in shapes.items():
+        check_named_arrays(arrays, s, f"--inputs {path} for {model.name}")
+
+
+def _with_threads(options: BenchOptions, threads: int) -> BenchOptions:
+    from dataclasses import replace
+
+    return replace(options, threads=threads)
+
+
+def _add_ratios(rows: list[dict], eager: list[str], references: list[str]) -> None:
+    """Speed and size ratios against the eager row and each reference, at the same thread count."""
+    for r in rows:
+        for base_name, speed_key in [(n, "speedup_vs_pytorch") for n in eager] + \
+                                    [(n, f"speedup_vs_{n}") for n in references]:
+            base = next(x for x in rows if x["name"] == base_name and x["threads"] == r["threads"])
+            r[speed_key] = base["p50_ms"] / r["p50_ms"]
+            if base_name in references:
+                r[f"smaller_than_{base_name}"] = base["size_bytes"] / r["size_bytes"]
+
+
+def _delegation(entry: dict) -> str:
+    """How much of the graph runs on the backend's accelerated kernels, from the manifest
+    (a multi-part artifact: each part's, in order)."""
+    details = entry.get("details", {})
+    parts = list(details.values()) if entry.get("layout", "whole") != "whole" else [details]
+    return " + ".join(_delegation_of(entry["format"], d) for d in parts)
+
+
+def _delegation_of(fmt: str, d: dict) -> str:
+    if fmt == "executorch" and "delegated_nodes" in d:
+        return (f"XNNPACK {d['delegated_nodes']} nodes in {d['delegated_subgraphs']} subgraphs, "
+                f"{d['non_delegated_nodes']} portable")
+    if fmt == "tflite" and "xnnpack" in d:
+        x = d["xnnpack"]
+        return f"XNNPACK {x['delegated_nodes']}/{x['nodes']} nodes in {x['partitions']} partitions"
+    if fmt == "onnx" and "nodes" in d:
+        return f"ORT CPU EP (MLAS kernels), {d['nodes']} nodes"
+    return ""
+
+
+def format_table(report: dict) -> str:
+    threads = report["threads"]
+    device = report.get("device", {})
+    lines = [f"target: {report['target']}  device: {device.get('cpu', '?')} ({device.get('cores', '?')} cores), "
+             f"load {device.get('load_average_1m', float('nan')):.1f}  interleaved in {report.get('rounds', 1)} rounds",
+             f"{'artifact':<28} {'size MB':>8} " + " ".join(f"{f'p50 {t}T':>9}" for t in threads)
+             + f" {'p90 1T':>8} {'p99 1T':>8} {'FPS 1T':>9} {'spread':>7} {'x eager':>8} {'peak MB':>8} {'+load MB':>8}"]
+    by_name: dict[str, dict] = {}
+    for r in report["rows"]:
+        by_name.setdefault(r["name"], {})[r["threads"]] = r
+    for name, per in by_name.items():
+        one = per[threads[0]]
+        eager = f"{one['speedup_vs_pytorch']:8.2f}" if "speedup_vs_pytorch" in one else f"{'':>8}"
+        lines.append(f"{name:<28} {one['size_bytes'] / 1e6:8.2f} "
+                     + " ".join(f"{per[t]['p50_ms']:9.4f}" for t in threads)
+                     + f" {one['p90_ms']:8.4f} {one['p99_ms']:8.4f} {one['fps']:9.0f} {one['round_spread']:6.0%} {eager}"
+                     + f" {one['peak_rss_mb']:8.0f} {one['peak_over_baseline_mb']:8.1f}")
+    for s in report["skipped"]:
+        lines.append(f"{s['name']:<28} skipped: {s['reason'][:80]}")
+    lines.append("latencies in ms per inference (batch 1); spread = max-min of the per-round p50s over p50; "
+                 "peak MB = process peak RSS, +load MB = above the RSS before loading")
+    for ref in report.get("references", []):
+        speed_heads = " ".join(f"{f'speed {t}T':>9}" for t in threads[:2])
+        lines += ["", f"vs {ref} (eager fp32, same input, real parameter count):  {speed_heads} {'smaller':>8}"]
+        for name, per in by_name.items():
+            one = per[threads[0]]
+            lines.append(f"  {name:<44} " + " ".join(f"{per[t][f'speedup_vs_{ref}']:8.2f}x" for t in threads[:2])
+                         + f" {one[f'smaller_than_{ref}']:7.1f}x")
+    delegated = [(n, per[threads[0]].get("delegation")) for n, per in by_name.items() if per[threads[0]].get("delegation")]
+    if delegated:
+        lines += ["", "delegation:"] + [f"  {n:<28} {d}" for n, d in delegated]
+    if report.get("end_to_end"):
+        labels = list(dict.fromkeys(p["scene"] for p in report["end_to_end"]))
+        lines += ["", f"end to end (the app's whole path), {report['threads'][0]} thread, p50 ms:",
+                  f"  {'artifact':<28} " + " ".join(f"{lab:>16}" for lab in labels)]
+        for name in dict.fromkeys(p["name"] for p in report["end_to_end"]):
+            cells = {p["scene"]: p for p in report["end_to_end"] if p["name"] == name}
+            lines.append(f"  {name:<28} " + " ".join(f"{cells[lab]['p50_ms']:16.1f}" for lab in labels))
+    return "\n".join(lines)

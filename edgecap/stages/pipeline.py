@@ -1,0 +1,64 @@
+"""`edgecap pipeline MODEL --out DIR`: train -> quantize -> export -> validate -> bench -> report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from edgecap.core.io import write_json
+
+
+def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = "ptq",
+                 formats: list[str] | None = None, layouts: list[str] | None = None,
+                 threads: tuple[int, ...] = (1, 2), progress: bool = True, say=print,
+                 bench_options: dict | None = None) -> dict:
+    """bench_options: extra keyword arguments of `edgecap.stages.bench.bench` (e.g. min_runs).
+    layouts: the family's deployable layouts to export (default: whole)."""
+    from edgecap import EdgecapError
+    from edgecap.models import get_family
+    from edgecap.stages.bench import bench
+    from edgecap.stages.bench import format_table as bench_table
+    from edgecap.stages.export import check_options, export
+    from edgecap.stages.quantize import METHODS, quantize
+    from edgecap.stages.report import build_report
+    from edgecap.stages.train import train
+    from edgecap.stages.validate import ValidationFailed, validate
+    from edgecap.stages.validate import format_table as validate_table
+
+    # Every option of every stage is checked before the first one starts.
+    if quant_method not in METHODS:
+        raise EdgecapError(f"unknown quantization method {quant_method!r}; choose one of {METHODS}")
+    formats, precisions, layouts = check_options(get_family(family_name), formats, None, layouts)
+    out = Path(out)
+    timings: dict[str, float] = {}
+
+    def stage(name, fn, *args, **kwargs):
+        say(f"== {name}")
+        t0 = time.time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            timings[name] = round(time.time() - t0, 1)
+            write_json(out / "pipeline_timings.json", timings)
+
+    result = stage("train", train, family_name, run_cfg, out, progress=progress)
+    say(f"val: {_fmt(result.get('val', {}))}; baselines: "
+        + "; ".join(f"{k}: {_fmt(v)}" for k, v in result.get("baselines", {}).items()))
+    stage("quantize", quantize, out, method=quant_method, progress=progress)
+    stage("export", export, out, formats=formats, precisions=precisions, layouts=layouts, progress=progress)
+    failed = None
+    try:
+        say(validate_table(stage("validate", validate, out, progress=progress)))
+    except ValidationFailed as e:  # still benchmark and report, then fail
+        failed = e
+    say(bench_table(stage("bench", bench, out, threads=threads, progress=progress, **(bench_options or {}))))
+    stage("report", build_report, out)
+    say(f"report: {out / 'report.md'} and {out / 'report.json'}")
+    if failed:
+        raise failed
+    return timings
+
+
+def _fmt(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in metrics.items() if isinstance(v, float))

@@ -1,0 +1,108 @@
+"""`edgecap validate`: every artifact against PyTorch eager, at tensor and at task level.
+
+Tensor parity: max |diff| and cosine on a sample of validation inputs. Task parity: the family's
+evaluator over the whole validation set through the artifact's runner, beside PyTorch's
+figures, with per-precision thresholds from the manifest. Any threshold exceeded raises
+`ValidationFailed` naming the artifact and the margin (the CLI exits 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from edgecap import EdgecapError
+from edgecap.core.io import write_json
+from edgecap.core.runner import RunnerUnavailable, TorchRunner, batched
+from edgecap.runs import (
+    check_artifact_model,
+    load_manifest,
+    load_trained_model,
+    verify_artifact,
+)
+from edgecap.targets import get_target
+
+
+class ValidationFailed(EdgecapError):
+    exit_code = 1
+
+
+def check_tolerance(task: dict, reference: dict, rule: dict) -> list[str]:
+    """Problems with an artifact's task metrics against PyTorch's, under one precision's rule.
+
+    Without "better", the rule bounds |delta| both ways: fp32 is a parity check, and an artifact
+    that beats PyTorch is as wrong as one that trails it. With "better" ("higher" or "lower"), it
+    bounds only the loss: an int8 budget, where a gain is quantization noise to report, not a fault.
+    """
+    better = rule.get("better")
+    signs = {None: 0, "higher": -1, "lower": 1}
+    if better not in signs:
+        raise EdgecapError(f"manifest tolerances: 'better' must be 'higher' or 'lower', got {better!r}")
+    sign = signs[better]
+    problems = []
+    for metric in rule["metrics"]:
+        delta = task[metric] - reference[metric]
+        loss, what = (abs(delta), "|delta|") if sign == 0 else (max(sign * delta, 0.0), "loss")
+        if "max_abs_delta" in rule and loss > rule["max_abs_delta"]:
+            problems.append(f"{metric} {task[metric]:.3f} vs PyTorch {reference[metric]:.3f} "
+                            f"({what} {loss:.3f} > {rule['max_abs_delta']})")
+        if "max_rel_delta" in rule and loss / reference[metric] > rule["max_rel_delta"]:
+            problems.append(f"{metric} {task[metric]:.3f} vs PyTorch {reference[metric]:.3f} "
+                            f"({what} {100 * loss / reference[metric]:.2f}% > {100 * rule['max_rel_delta']:.1f}%)")
+    return problems
+
+
+def validate(run_dir: Path, parity_samples: int = 256, target: str = "host", progress: bool = True) -> dict:
+    run_dir = Path(run_dir)
+    manifest = load_manifest(run_dir)
+    family, run, model = load_trained_model(run_dir, expect_family=manifest["family"])
+    tgt = get_target(target, run_dir / "logs" / "validate.log")
+    val = family.load_data(run, "val")
+    names, out_names = list(manifest["inputs"]), manifest["outputs"]
+    reference = TorchRunner(family.export_form(model), names, out_names)
+    ref_task = family.evaluate(batched(reference, None), val)
+    sample = family.calibration_inputs(val, parity_samples, seed=1)
+    results, failures = [], []
+    for entry in tqdm(manifest["artifacts"], desc="validate", disable=not progress):
+        path = verify_artifact(run_dir, entry)
+        row = {"name": entry["name"], "format": entry["format"], "precision": entry["precision"],
+               "sha256": entry["sha256"]}
+        try:
+            runner = tgt.runner(path, family, 1, names, out_names)
+        except RunnerUnavailable as e:
+            results.append({**row, "status": "skipped", "reason": str(e)})
+            continue
+        check_artifact_model(runner, family.name, path)
+        row["tensor"] = family.output_parity((runner.run(x), reference.run(x)) for x in sample)
+        row["task"] = family.evaluate(batched(runner, 1), val, progress=f"{entry['name']}" if progress else None)
+        problems = check_tolerance(row["task"], ref_task, manifest["tolerances"][entry["precision"]])
+        row["status"] = "fail" if problems else "pass"
+        row["problems"] = problems
+        failures += [f"{entry['name']}: {p}" for p in problems]
+        results.append(row)
+    report = {"family": family.name, "target": tgt.name, "device": tgt.device_facts(),
+              "reference": {"name": "pytorch_fp32", "task": ref_task},
+              "tolerances": manifest["tolerances"], "artifacts": results, "failures": failures}
+    write_json(run_dir / "validate.json", report)
+    if failures:
+        raise ValidationFailed("validation failed:\n  " + "\n  ".join(failures))
+    return report
+
+
+def format_table(report: dict) -> str:
+    ref = report["reference"]["task"]
+    metrics = report["tolerances"]["fp32"]["metrics"]
+    head = "".join(f"{m.removesuffix('_mm'):>12}" for m in metrics)
+    lines = [f"{'artifact':<26} {'status':<8}{head} {'delta ' + metrics[0].removesuffix('_mm'):>14} {'max|diff|':>10} {'cosine':>9}",
+             f"{'pytorch_fp32 (reference)':<26} {'':<8}" + "".join(f"{ref[m]:12.3f}" for m in metrics)]
+    for r in report["artifacts"]:
+        if r["status"] == "skipped":
+            lines.append(f"{r['name']:<26} skipped  {r['reason'][:70]}")
+            continue
+        t, p = r["task"], r["tensor"]
+        parity = (f" {p['max_abs_diff']:10.2e} {p['cosine']:9.6f}" if "cosine" in p
+                  else "  " + ", ".join(f"{k} {v:.3g}" for k, v in p.items() if k != "samples"))
+        lines.append(f"{r['name']:<26} {r['status']:<8}" + "".join(f"{t[m]:12.3f}" for m in metrics)
+                     + f" {t[metrics[0]] - ref[metrics[0]]:+14.3f}" + parity)
+    return "\n".join(lines)

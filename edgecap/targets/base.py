@@ -1,0 +1,51 @@
+"""The target interface.
+
+A *subject* is what a target measures, as a plain dict:
+    {"kind": "artifact", "name", "path", "family" (optional), "input_names", "output_names"}
+    {"kind": "eager", "name", "run_dir"}                  the run's PyTorch model (host extra)
+    {"kind": "reference", "name", "family", "reference"}  another model of the family (host extra)
+plus, for an end-to-end measurement, "scene": a file the family's `end_to_end` step reads.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecap.core.runner import Runner
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    threads: int = 1
+    min_runs: int = 200  # timed runs, at least, over all rounds
+    min_seconds: float = 1.0  # timed seconds, at least, over all rounds
+    warmup: int = 20
+    rounds: int = 5  # subjects take turns (A B A B ...) this many times
+
+
+class Target(abc.ABC):
+    name: str = ""
+    # PyTorch eager rows, reference models and end-to-end scenes run only where Python and the
+    # family's code do: on the host.
+    host_extras: bool = False
+
+    def __init__(self, spec: str = "", log_path: Path | None = None):
+        self.spec = spec or self.name
+        self.log_path = log_path  # where runtimes' own output goes
+
+    @abc.abstractmethod
+    def device_facts(self) -> dict:
+        """What the measurements ran on: CPU model, cores, OS..."""
+
+    @abc.abstractmethod
+    def measure(self, subjects: list[dict], inputs: Path, options: list[BenchOptions],
+                progress: bool = True) -> list[dict]:
+        """Latency of each (subject, options) pair, measured interleaved: p50/p90/p99/mean ms,
+        fps, runs, round_p50_ms (per round), and peak memory where known."""
+
+    @abc.abstractmethod
+    def runner(self, path: Path, family=None, threads: int = 1, input_names: list[str] | None = None,
+               output_names: list[str] | None = None) -> Runner:
+        """A runner of an artifact on this target, for validate."""

@@ -1,0 +1,35 @@
+"""The validate gate: fp32 rules are two-sided parity, int8 rules bound only the loss."""
+
+import pytest
+
+from edgecap import EdgecapError
+from edgecap.stages.validate import check_tolerance
+
+REF = {"ap": 0.500, "mpjpe": 40.0}
+
+
+def test_parity_rule_fails_a_gain_as_well_as_a_loss():
+    rule = {"metrics": ["ap"], "max_abs_delta": 0.001}
+    assert check_tolerance({"ap": 0.5005}, REF, rule) == []
+    assert "|delta| 0.010 > 0.001" in check_tolerance({"ap": 0.510}, REF, rule)[0]
+    assert "|delta| 0.010 > 0.001" in check_tolerance({"ap": 0.490}, REF, rule)[0]
+
+
+def test_budget_rule_passes_a_gain_and_fails_a_loss_beyond_budget():
+    rule = {"metrics": ["ap"], "max_abs_delta": 0.01, "better": "higher"}
+    assert check_tolerance({"ap": 0.530}, REF, rule) == []
+    assert check_tolerance({"ap": 0.495}, REF, rule) == []
+    (problem,) = check_tolerance({"ap": 0.485}, REF, rule)
+    assert problem.startswith("ap 0.485 vs PyTorch 0.500") and "loss 0.015 > 0.01" in problem
+
+
+def test_budget_rule_for_an_error_metric_counts_an_increase_as_the_loss():
+    rule = {"metrics": ["mpjpe"], "max_rel_delta": 0.02, "better": "lower"}
+    assert check_tolerance({"mpjpe": 30.0}, REF, rule) == []
+    assert check_tolerance({"mpjpe": 40.4}, REF, rule) == []
+    assert "loss 2.50% > 2.0%" in check_tolerance({"mpjpe": 41.0}, REF, rule)[0]
+
+
+def test_unknown_direction_is_refused_with_the_field_named():
+    with pytest.raises(EdgecapError, match="'better' must be 'higher' or 'lower', got 'up'"):
+        check_tolerance({"ap": 0.5}, REF, {"metrics": ["ap"], "max_abs_delta": 0.01, "better": "up"})
