@@ -84,13 +84,7 @@ def cmd_bench(a) -> None:
 
 def cmd_predict(a) -> None:
     from edgecap.core.runner import CheckedRunner, TorchRunner
-    from edgecap.runs import (
-        check_artifact_model,
-        load_manifest,
-        load_trained_model,
-        open_artifact,
-        verify_artifact,
-    )
+    from edgecap.runs import check_artifact_model, load_manifest, load_trained_model, open_artifact, verify_artifact
 
     if a.run is None:  # a model file alone: named arrays in (.npz), named arrays out (.npz)
         if not a.artifact:

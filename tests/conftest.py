@@ -41,13 +41,9 @@ class SmallLifter:
 
 @pytest.fixture(scope="session")
 def small_lifter() -> SmallLifter:
-    from edgecap.data.motion import MotionDataConfig
-    from edgecap.models.lifting.family import LiftingFamily, LiftingRun
-    from edgecap.models.lifting.model import LiftingConfig
+    from tests.small_lifter import FAM as fam
+    from tests.small_lifter import RUN as run
 
-    fam = LiftingFamily()
-    run = LiftingRun(model=LiftingConfig(hidden=64, blocks=1),
-                     data=MotionDataConfig(train_sequences=24, val_sequences=4, frames=60))
     train, val = fam.load_data(run, "train"), fam.load_data(run, "val")
     torch.manual_seed(0)
     model = fam.build(run.model)

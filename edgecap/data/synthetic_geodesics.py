@@ -28,13 +28,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from edgecap.data.synthetic_densepose import (
-    NUM_PRIMITIVES,
-    POSE_CHANNELS,
-    Scene,
-    _primitives,
-    part_chart,
-)
+from edgecap.data.synthetic_densepose import NUM_PRIMITIVES, POSE_CHANNELS, Scene, _primitives, part_chart
 from edgecap.metrics.densepose import TableGeodesics
 
 CANONICAL_POSE = {"l_shoulder_abd": 85.0, "r_shoulder_abd": 85.0, "l_hip_abd": 8.0, "r_hip_abd": 8.0}

@@ -24,13 +24,7 @@ from edgecap.core.weights import save_weights
 from edgecap.models import get_family
 from edgecap.runs import load_run, write_run_spec
 from edgecap.stages import distributed
-from edgecap.stages.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    restore_rng,
-    rng_state,
-    save_checkpoint,
-)
+from edgecap.stages.checkpoint import latest_checkpoint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 
 
 def learning_rate(step: int, cfg) -> float:

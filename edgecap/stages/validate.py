@@ -15,12 +15,7 @@ from tqdm import tqdm
 from edgecap import EdgecapError
 from edgecap.core.io import write_json
 from edgecap.core.runner import RunnerUnavailable, TorchRunner, batched
-from edgecap.runs import (
-    check_artifact_model,
-    load_manifest,
-    load_trained_model,
-    verify_artifact,
-)
+from edgecap.runs import check_artifact_model, load_manifest, load_trained_model, verify_artifact
 from edgecap.targets import get_target
 
 

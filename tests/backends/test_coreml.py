@@ -9,18 +9,16 @@ import pytest
 import torch
 
 from edgecap import EdgecapError
-from edgecap.backends.base import ExportRequest
 from edgecap.backends.coreml.export import NOT_EXECUTED_NOTE, export_coreml
 from edgecap.backends.coreml.runner import CoreMLRunner
 from edgecap.core.runner import RunnerUnavailable
 from edgecap.data.synthetic_motion import generate_motion
 from edgecap.data.windows import PoseWindows
 from edgecap.models.lifting.app import INPUT, OUTPUT
-from edgecap.models.lifting.family import LiftingFamily
-from edgecap.models.lifting.model import LiftingConfig
+from tests.small_lifter import FAM, RUN
+from tests.small_lifter import request as small_request
 
-FAM = LiftingFamily()
-CFG = LiftingConfig(hidden=64, blocks=1)
+CFG = RUN.model
 ON_MAC = platform.system() == "Darwin"
 
 
@@ -41,15 +39,7 @@ def lifter():
 
 def request(lifter, precision, **overrides):
     model, kp, _ = lifter
-    fields = dict(
-        model=model,
-        example_inputs={INPUT: kp[:1]},
-        output_names=FAM.output_names(CFG),
-        precision=precision,
-        metadata=FAM.metadata(CFG),
-        float_modules=FAM.float_modules(),
-    )
-    return ExportRequest(**{**fields, **overrides})
+    return small_request(model, kp, precision, **overrides)
 
 
 @pytest.fixture(scope="module")

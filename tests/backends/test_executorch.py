@@ -4,39 +4,16 @@ import numpy as np
 import pytest
 
 from edgecap import EdgecapError
-from edgecap.backends.base import ExportRequest
 from edgecap.backends.executorch.export import export_executorch
 from edgecap.backends.executorch.runner import ExecuTorchRunner
-from edgecap.data.motion import MotionDataConfig
 from edgecap.models.lifting.app import INPUT, OUTPUT
-from edgecap.models.lifting.family import LiftingFamily, LiftingRun
-from edgecap.models.lifting.model import LiftingConfig
-
-FAM = LiftingFamily()
-RUN = LiftingRun(
-    model=LiftingConfig(hidden=64, blocks=1),
-    data=MotionDataConfig(train_sequences=24, val_sequences=4, frames=60),
-)
+from tests.small_lifter import FAM, RUN, export_both
 
 
 @pytest.fixture(scope="module")
 def artifacts(lifter, tmp_path_factory):
     model, calib, windows, _ = lifter
-    folder = tmp_path_factory.mktemp("pte")
-    out = {}
-    for precision in ("fp32", "int8"):
-        req = ExportRequest(
-            model=model,
-            example_inputs={INPUT: windows[:1]},
-            output_names=FAM.output_names(RUN.model),
-            precision=precision,
-            metadata=FAM.metadata(RUN.model),
-            calibration=calib,
-            float_modules=FAM.float_modules(),
-        )
-        path = folder / f"lift_{precision}.pte.tmp"
-        out[precision] = (path, export_executorch(req, path))
-    return out
+    return export_both(export_executorch, model, windows, calib, tmp_path_factory.mktemp("pte"), ".pte")
 
 
 def run_all(runner, windows):

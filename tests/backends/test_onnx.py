@@ -11,36 +11,14 @@ from edgecap import EdgecapError
 from edgecap.backends.base import ExportRequest
 from edgecap.backends.onnx.export import export_onnx
 from edgecap.backends.onnx.runner import OnnxRunner
-from edgecap.data.motion import MotionDataConfig
 from edgecap.models.lifting.app import INPUT, OUTPUT
-from edgecap.models.lifting.family import LiftingFamily, LiftingRun
-from edgecap.models.lifting.model import LiftingConfig
-
-FAM = LiftingFamily()
-RUN = LiftingRun(
-    model=LiftingConfig(hidden=64, blocks=1),
-    data=MotionDataConfig(train_sequences=24, val_sequences=4, frames=60),
-)
+from tests.small_lifter import FAM, RUN, assert_int8_close, export_both
 
 
 @pytest.fixture(scope="module")
 def artifacts(lifter, tmp_path_factory):
     model, calib, windows, _ = lifter
-    out = {}
-    for precision in ("fp32", "int8"):
-        folder = tmp_path_factory.mktemp(precision)
-        req = ExportRequest(
-            model=model,
-            example_inputs={INPUT: windows[:1]},
-            output_names=FAM.output_names(RUN.model),
-            precision=precision,
-            metadata=FAM.metadata(RUN.model),
-            calibration=calib,
-            float_modules=FAM.float_modules(),
-        )
-        path = folder / "lift.onnx.tmp"
-        out[precision] = (path, export_onnx(req, path))
-    return out
+    return export_both(export_onnx, model, windows, calib, tmp_path_factory.mktemp("onnx"), ".onnx")
 
 
 def run_all(path, windows):
@@ -51,7 +29,7 @@ def run_all(path, windows):
 def test_fp32_matches_eager_and_carries_metadata(lifter, artifacts):
     _, _, windows, eager = lifter
     path, record = artifacts["fp32"]
-    assert list(path.parent.iterdir()) == [path]  # one self-contained file, no external .data
+    assert sorted(p.name for p in path.parent.iterdir()) == ["lift_fp32.onnx.tmp", "lift_int8.onnx.tmp"]  # no external .data
     runner = OnnxRunner(path, threads=2)
     assert runner.input_names == [INPUT] and runner.output_names == [OUTPUT]
     assert runner.metadata() == FAM.metadata(RUN.model)
@@ -90,9 +68,7 @@ def test_int8_quantizes_only_the_mlp(artifacts):
 
 def test_int8_stays_close_to_eager(lifter, artifacts):
     _, _, windows, eager = lifter
-    diff = np.linalg.norm(run_all(artifacts["int8"][0], windows) - eager, axis=-1)  # per joint, mm
-    spread = np.linalg.norm(eager - eager.mean(0), axis=-1).mean()  # how much the poses vary, mm
-    assert diff.mean() < 0.05 * spread, f"int8 mean joint error {diff.mean():.2f} mm vs pose spread {spread:.1f} mm"
+    assert_int8_close(run_all(artifacts["int8"][0], windows), eager)
 
 
 def test_int8_without_calibration_fails_clearly(lifter, tmp_path):

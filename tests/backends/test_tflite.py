@@ -7,42 +7,24 @@ from ai_edge_litert.tools import flatbuffer_utils
 
 from edgecap import EdgecapError
 from edgecap.backends.base import ExportRequest
-from edgecap.backends.tflite.export import (
-    export_tflite,
-    read_tflite_metadata,
-    tflite_op_stats,
-)
+from edgecap.backends.tflite.export import export_tflite, read_tflite_metadata, tflite_op_stats
 from edgecap.backends.tflite.runner import TFLiteRunner
 from edgecap.models.lifting.app import INPUT, OUTPUT
-from edgecap.models.lifting.family import LiftingFamily
-from edgecap.models.lifting.model import LiftingConfig
+from tests.small_lifter import FAM, RUN, assert_int8_close, export_both
+from tests.small_lifter import request as small_request
 
-FAM = LiftingFamily()
-CFG = LiftingConfig(hidden=64, blocks=1)
+CFG = RUN.model
 
 
 def request(lifter, precision, **overrides):
     model, calib, windows, _ = lifter
-    fields = dict(
-        model=model,
-        example_inputs={INPUT: windows[:1]},
-        output_names=FAM.output_names(CFG),
-        precision=precision,
-        metadata=FAM.metadata(CFG),
-        calibration=calib,
-        float_modules=FAM.float_modules(),
-    )
-    return ExportRequest(**{**fields, **overrides})
+    return small_request(model, windows, precision, calib, **overrides)
 
 
 @pytest.fixture(scope="module")
 def artifacts(lifter, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tflite")
-    out = {}
-    for precision in ("fp32", "int8"):
-        path = folder / f"lift_{precision}.tflite.tmp"
-        out[precision] = (path, export_tflite(request(lifter, precision), path))
-    return out
+    model, calib, windows, _ = lifter
+    return export_both(export_tflite, model, windows, calib, tmp_path_factory.mktemp("tflite"), ".tflite")
 
 
 def cosine(a, b):
@@ -102,9 +84,7 @@ def test_int8_computes_the_mlp_in_int8_and_normalization_in_float(artifacts):
 
 def test_int8_stays_close_to_eager(lifter, artifacts):
     _, _, windows, eager = lifter
-    diff = np.linalg.norm(run_all(artifacts["int8"][0], windows) - eager, axis=-1)  # per joint, mm
-    spread = np.linalg.norm(eager - eager.mean(0), axis=-1).mean()  # how much the poses vary, mm
-    assert diff.mean() < 0.05 * spread, f"int8 mean joint error {diff.mean():.2f} mm vs pose spread {spread:.1f} mm"
+    assert_int8_close(run_all(artifacts["int8"][0], windows), eager)
 
 
 def test_int8_without_calibration_fails_clearly(lifter, tmp_path):

@@ -8,16 +8,8 @@ import numpy as np
 import pytest
 
 from edgecap import EdgecapError
-from edgecap.data.densepose_coco import (
-    DensePoseCOCO,
-    coarse_channels,
-    decode_dp_masks,
-    load_densepose_coco,
-)
-from edgecap.data.synthetic_densepose import (
-    load_dense_ground_truth,
-    write_synthetic_densepose,
-)
+from edgecap.data.densepose_coco import DensePoseCOCO, coarse_channels, decode_dp_masks, load_densepose_coco
+from edgecap.data.synthetic_densepose import load_dense_ground_truth, write_synthetic_densepose
 
 EMPTY = []
 # Hand-written DensePose annotation: a 64 x 128 box at (10, 20). dp_masks: Torso covers the

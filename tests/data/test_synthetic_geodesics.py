@@ -3,12 +3,7 @@
 import numpy as np
 import pytest
 
-from edgecap.data.synthetic_geodesics import (
-    SPACING,
-    canonical_primitives,
-    surface_samples,
-    synthetic_geodesics,
-)
+from edgecap.data.synthetic_geodesics import SPACING, canonical_primitives, surface_samples, synthetic_geodesics
 from edgecap.metrics.densepose import ChartGeodesics
 
 

@@ -95,11 +95,7 @@ def test_qat_step_decays_lr_and_freezes_observers():
     from torchao.quantization.pt2e import FakeQuantizeBase
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
-    from edgecap.quantization.qat import (
-        FREEZE_OBSERVERS_AT,
-        optimizer_step,
-        qat_learning_rate,
-    )
+    from edgecap.quantization.qat import FREEZE_OBSERVERS_AT, optimizer_step, qat_learning_rate
 
     assert qat_learning_rate(0, 10, 1e-3) == pytest.approx(1e-3)
     assert qat_learning_rate(5, 10, 1e-3) == pytest.approx(5e-4)

@@ -25,17 +25,11 @@ import torch
 
 from edgecap import EdgecapError
 from edgecap.backends.base import ArtifactRecord, ExportRequest
-from edgecap.backends.executorch.runner import (
-    INPUT_NAMES_METHOD,
-    METADATA_METHOD,
-    OUTPUT_NAMES_METHOD,
-)
+from edgecap.backends.executorch.runner import INPUT_NAMES_METHOD, METADATA_METHOD, OUTPUT_NAMES_METHOD
 
 
 def export_executorch(req: ExportRequest, out: Path) -> ArtifactRecord:
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
-        XnnpackPartitioner,
-    )
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     out = Path(out)

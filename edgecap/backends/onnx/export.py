@@ -154,12 +154,7 @@ def _float_nodes(model: onnx.ModelProto, modules: list[str]) -> list[str]:
 
 
 def _quantize(model: onnx.ModelProto, req: ExportRequest) -> tuple[onnx.ModelProto, dict]:
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     names = list(req.example_inputs)

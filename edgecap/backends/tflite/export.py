@@ -22,20 +22,12 @@ import numpy as np
 import torch
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
-from litert_torch.quantize.pt2e_quantizer import (
-    PT2EQuantizer,
-    get_symmetric_quantization_config,
-)
+from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 from litert_torch.quantize.quant_config import QuantConfig
 
 from edgecap import EdgecapError
 from edgecap.backends.base import ArtifactRecord, ExportRequest
-from edgecap.backends.tflite.runner import (
-    METADATA_NAME,
-    TFLiteRunner,
-    delegation,
-    read_tflite_metadata,
-)
+from edgecap.backends.tflite.runner import METADATA_NAME, TFLiteRunner, delegation, read_tflite_metadata
 from edgecap.quantization.pt2e import KeepFloat, ptq_pt2e
 
 __all__ = ["export_tflite", "read_tflite_metadata", "tflite_op_stats"]

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from edgecap.models.backbones.common import (
-    Backbone,
-    ClassifierHead,
-    ConvBNAct,
-    mbconv_blocks,
-)
+from edgecap.models.backbones.common import Backbone, ClassifierHead, ConvBNAct, mbconv_blocks
 
 # (kernel, expand ratio, out channels, repeats, first stride, SE ratio); stem 3x3/2 to 32.
 EFFICIENTNET_B0 = [(3, 1, 16, 1, 1, 0.25), (3, 6, 24, 2, 2, 0.25), (5, 6, 40, 2, 2, 0.25), (3, 6, 80, 3, 2, 0.25),

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from edgecap.models.backbones.common import (
-    Backbone,
-    ClassifierHead,
-    ConvBNAct,
-    mbconv_blocks,
-)
+from edgecap.models.backbones.common import Backbone, ClassifierHead, ConvBNAct, mbconv_blocks
 
 # (kernel, expand ratio, out channels, repeats, first stride, SE ratio); stem 3x3/2 to 32.
 # The first row (ratio 1) is the paper's SepConv: depthwise 3x3 -> 1x1, no expansion.

@@ -9,14 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from edgecap.models.backbones.common import (
-    Backbone,
-    ClassifierHead,
-    ConvBNAct,
-    InvertedResidual,
-    make_divisible,
-    mbconv_blocks,
-)
+from edgecap.models.backbones.common import (Backbone, ClassifierHead, ConvBNAct, InvertedResidual, make_divisible,
+                                             mbconv_blocks)
 
 # (kernel, expand ratio, out channels, repeats, first stride, SE ratio); stem 3x3/2 to 32.
 MOBILENET_V2 = [(3, 1, 16, 1, 1, 0), (3, 6, 24, 2, 2, 0), (3, 6, 32, 3, 2, 0), (3, 6, 64, 4, 2, 0),

@@ -13,12 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from edgecap.models.backbones.common import (
-    Backbone,
-    ClassifierHead,
-    ConvBNAct,
-    mbconv_blocks,
-)
+from edgecap.models.backbones.common import Backbone, ClassifierHead, ConvBNAct, mbconv_blocks
 
 # (kernel, expand ratio, out channels, repeats, first stride, SE ratio)
 SINGLE_PATH_NAS = [

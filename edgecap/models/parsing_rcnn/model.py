@@ -24,24 +24,11 @@ from torch import nn
 
 from edgecap import EdgecapError
 from edgecap.models.backbones import build_backbone
-from edgecap.models.contract import TensorSpec
-from edgecap.models.ops import (
-    AnchorGenerator,
-    BoxCoder,
-    ClusterNMS,
-    MultiLevelRoIAlign,
-    RoIAlign,
-    RoIPool,
-)
+from edgecap.core.arrays import TensorSpec
+from edgecap.models.ops import AnchorGenerator, BoxCoder, ClusterNMS, MultiLevelRoIAlign, RoIAlign, RoIPool
 from edgecap.models.parsing_rcnn.config import PRESETS, ParsingRCNNConfig
 from edgecap.models.parsing_rcnn.heads import (
-    ASPP,
-    ConvBoxHead,
-    DensePoseASPPHead,
-    DensePoseConvHead,
-    DensePosePredictor,
-    LinearBoxHead,
-    RPNHead,
+    ASPP, ConvBoxHead, DensePoseASPPHead, DensePoseConvHead, DensePosePredictor, LinearBoxHead, RPNHead,
 )
 from edgecap.models.parsing_rcnn.necks import FPN, BiFPN
 

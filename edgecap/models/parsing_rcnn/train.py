@@ -27,19 +27,9 @@ from torch import nn
 
 from edgecap import EdgecapError
 from edgecap.data.densepose_coco import DensePoseSample
-from edgecap.models.parsing_rcnn.losses import (
-    box_loss,
-    densepose_loss,
-    distillation_losses,
-    rpn_loss,
-)
+from edgecap.models.parsing_rcnn.losses import box_loss, densepose_loss, distillation_losses, rpn_loss
 from edgecap.models.parsing_rcnn.model import ParsingRCNN
-from edgecap.models.parsing_rcnn.targets import (
-    densepose_targets,
-    matched_iou,
-    rpn_targets,
-    sample_proposals,
-)
+from edgecap.models.parsing_rcnn.targets import densepose_targets, matched_iou, rpn_targets, sample_proposals
 
 DENSE_MIN_IOU = 0.7  # detectron2 ROI_DENSEPOSE_HEAD.FG_IOU_THRESHOLD, also densepose_targets' default
 BOX_ROIS = 128  # sample_proposals' num_samples: RoIs per image for the box head

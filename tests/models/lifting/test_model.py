@@ -5,12 +5,7 @@ import torch
 from edgecap import EdgecapError
 from edgecap.data.synthetic_motion import generate_motion
 from edgecap.data.windows import PoseWindows
-from edgecap.models.lifting.model import (
-    KeypointNormalizer,
-    LiftingConfig,
-    TemporalLifter,
-    fold_for_export,
-)
+from edgecap.models.lifting.model import KeypointNormalizer, LiftingConfig, TemporalLifter, fold_for_export
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,13 @@ import pytest
 import torch
 
 from edgecap.models.ops import RoIPool
+from tests.models.ops.test_roi_align import BOXES as ALIGN_BOXES
 
 # 240x320 (H x W) image, stride 8: ordinary, border-crossing, tiny, zero-size, larger than the
 # image, completely outside, and corners at exact half cells (x*0.125 = n.5) that exercise
 # C's round-half-away-from-zero (torch.round would round them to even).
-BOXES = torch.tensor([
-    [40.0, 30.0, 180.0, 230.0],
-    [-20.0, 100.0, 60.0, 260.0],
-    [290.0, -15.0, 345.0, 90.0],
-    [100.3, 100.7, 101.1, 102.0],
-    [150.0, 150.0, 150.0, 150.0],
-    [-100.0, -80.0, 500.0, 450.0],
-    [-90.0, 250.0, -40.0, 300.0],
-    [36.0, 20.0, 84.0, 132.0],
-    [-12.0, -4.0, 44.0, 28.0],
-])
+# The first ones are RoIAlign's boxes (less the whole image), then the half-cell corners.
+BOXES = torch.cat([ALIGN_BOXES[[0, 1, 2, 3, 4, 5, 7]], torch.tensor([[36.0, 20.0, 84.0, 132.0], [-12.0, -4.0, 44.0, 28.0]])])
 
 
 def c_round(x: np.float32) -> int:

@@ -9,11 +9,7 @@ import torch
 
 from edgecap import EdgecapError
 from edgecap.models.parsing_rcnn import PRESETS, build_parsing_rcnn, preset
-from edgecap.models.parsing_rcnn.params import (
-    PAPER_PARAMS,
-    format_table,
-    parameter_table,
-)
+from edgecap.models.parsing_rcnn.params import PAPER_PARAMS, format_table, parameter_table
 
 D = 10
 

@@ -5,13 +5,7 @@ from PIL import Image
 from edgecap import EdgecapError
 from edgecap.data.densepose_parts import FINE_TO_COARSE
 from edgecap.data.synthetic_densepose import generate_densepose
-from edgecap.models.parsing_rcnn.postprocess import (
-    Detection,
-    decode_detections,
-    dim_image,
-    draw_iuv_contours,
-    paste_iuv,
-)
+from edgecap.models.parsing_rcnn.postprocess import Detection, decode_detections, dim_image, draw_iuv_contours, paste_iuv
 
 
 def _outputs(d=3, s=4):
