@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except EdgecapError as e:
         print(f"edgecap {args.command}: error: {e}", file=sys.stderr)
-        return getattr(e, "exit_code", 2)
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted; completed checkpoints and artifacts are kept", file=sys.stderr)
         return 130
