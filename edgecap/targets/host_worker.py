@@ -74,6 +74,8 @@ def load(job: dict):
 
 
 def serve(job: dict, requests, answer) -> None:
+    import torch  # noqa: F401  (the baseline every subject shares; +load MB is the runtime and the model)
+
     rss_before = _rss_mb()
     step, facts = load(job)
     answer({"ready": True, "rss_before_load_mb": rss_before, **facts})
