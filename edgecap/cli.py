@@ -1,14 +1,29 @@
-"""The `edgecap` command: train | quantize | export | validate | bench | report | pipeline."""
+"""The `edgecap` command: train | quantize | export | validate | bench | report | pipeline | ...
+
+Thin: it parses, checks every argument and the run directory before anything heavy is imported
+(so a typo is reported at once), sends the converters' and runtimes' own output to
+RUN/logs/<command>.log, and calls the stages. The terminal shows edgecap's progress bars and
+results, and the tail of the log when something fails.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 from edgecap import EdgecapError, __version__
+from edgecap.core.console import log_tail, quiet_to, say
 
 DEFAULT_RUN = "runs/{model}"
+# What a run directory must hold before each command starts: (file, what makes it).
+NEEDS = {
+    "quantize": ["model.safetensors"], "export": ["model.safetensors"], "predict": ["model.safetensors"],
+    "evaluate": ["model.safetensors"], "derive": ["model.safetensors"], "validate": ["export/manifest.json"],
+    "bench": ["export/manifest.json"], "report": [],
+}
+MADE_BY = {"model.safetensors": "edgecap train MODEL --out {run}", "export/manifest.json": "edgecap export {run}"}
 
 
 def _run_config(model: str, overrides: list[str], preset: str | None = None):
@@ -31,12 +46,11 @@ def _threads(value: str) -> tuple[int, ...]:
 def cmd_train(a) -> None:
     from edgecap.stages.train import train
 
-    result = train(a.model, _run_config(a.model, a.set, a.config), Path(a.out or DEFAULT_RUN.format(model=a.model)),
-                   progress=not a.quiet)
+    result = train(a.model, a.run_config, Path(a.out or DEFAULT_RUN.format(model=a.model)), progress=not a.quiet)
     if not result:  # a non-zero DDP rank: rank 0 reports
         return
     for name, metrics in [("val", result["val"])] + list(result["baselines"].items()):
-        print(f"{name:>10}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, float)))
+        say(f"{name:>10}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, float)))
 
 
 def cmd_quantize(a) -> None:
@@ -45,7 +59,7 @@ def cmd_quantize(a) -> None:
     q = quantize(Path(a.run), method=a.method, calibration=a.calibration, qat_steps=a.qat_steps,
                  qat_lr=a.qat_lr, progress=not a.quiet)
     fmt = lambda m: ", ".join(f"{k} {v:.2f}" for k, v in m.items() if isinstance(v, float))  # noqa: E731
-    print(f"{q['method']} recipe written to {Path(a.run) / 'quantize'}\n  fp32:            {fmt(q['fp32'])}"
+    say(f"{q['method']} recipe written to {Path(a.run) / 'quantize'}\n  fp32:            {fmt(q['fp32'])}"
           f"\n  int8 simulated:  {fmt(q['int8_simulated'])}")
 
 
@@ -56,13 +70,13 @@ def cmd_export(a) -> None:
                precisions=_csv(a.precisions) if a.precisions else None,
                layouts=_csv(a.layouts) if a.layouts else None, progress=not a.quiet)
     for art in m["artifacts"]:
-        print(f"{art['name']:<28} {art['size_bytes'] / 1e6:7.2f} MB  {art['scheme']}")
+        say(f"{art['name']:<28} {art['size_bytes'] / 1e6:7.2f} MB  {art['scheme']}")
 
 
 def cmd_validate(a) -> None:
     from edgecap.stages.validate import format_table, validate
 
-    print(format_table(validate(Path(a.run), target=a.target, progress=not a.quiet)))
+    say(format_table(validate(Path(a.run), target=a.target, progress=not a.quiet)))
 
 
 def cmd_bench(a) -> None:
@@ -79,7 +93,7 @@ def cmd_bench(a) -> None:
         report = bench(Path(a.run), threads=a.threads, min_runs=a.runs, target=a.target, progress=not a.quiet)
     else:
         raise EdgecapError("give a run directory (edgecap bench RUN) or a model file (edgecap bench --artifact FILE)")
-    print(format_table(report))
+    say(format_table(report))
 
 
 def cmd_predict(a) -> None:
@@ -89,7 +103,7 @@ def cmd_predict(a) -> None:
     if a.run is None:  # a model file alone: named arrays in (.npz), named arrays out (.npz)
         if not a.artifact:
             raise EdgecapError("give a run directory, or --artifact FILE with --input INPUTS.npz")
-        print(predict_arrays(Path(a.artifact), Path(a.input), Path(a.output)))
+        say(predict_arrays(Path(a.artifact), Path(a.input), Path(a.output)))
         return
     family, run, model = load_trained_model(Path(a.run))
     names, outs = list(family.input_spec(run.model)), family.output_names(run.model)
@@ -104,7 +118,7 @@ def cmd_predict(a) -> None:
         runner = TorchRunner(family.export_form(model), names, outs)
     spec = {n: s.shape for n, s in family.input_spec(run.model).items()}
     runner = CheckedRunner(runner, spec, f"{a.input}")
-    print(family.predict_file(runner, run.model, Path(a.input), Path(a.output)))
+    say(family.predict_file(runner, run.model, Path(a.input), Path(a.output)))
 
 
 def predict_arrays(model_path: Path, input_path: Path, output_path: Path) -> str:
@@ -112,17 +126,11 @@ def predict_arrays(model_path: Path, input_path: Path, output_path: Path) -> str
     import numpy as np
 
     from edgecap.core.arrays import check_named_arrays
-    from edgecap.core.io import atomic_path
+    from edgecap.core.io import atomic_path, load_arrays
     from edgecap.runs import open_artifact
 
     runner = open_artifact(model_path)
-    try:
-        with np.load(input_path, allow_pickle=False) as data:
-            inputs = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise EdgecapError(f"input file not found: {input_path}") from None
-    except (OSError, ValueError, EOFError) as e:
-        raise EdgecapError(f"input file {input_path} is not a readable .npz of named arrays: {e}") from None
+    inputs = load_arrays(input_path, "input file")
     check_named_arrays(inputs, runner.input_shapes, str(input_path))
     outputs = runner.run(inputs)
     with atomic_path(output_path, suffix=".npz") as tmp:
@@ -135,7 +143,7 @@ def cmd_derive(a) -> None:
     from edgecap.runs import derive_run
 
     derive_run(Path(a.run), Path(a.out), a.set)
-    print(f"wrote {a.out}: the weights of {a.run} with {' '.join(a.set)}; run quantize/export/validate/bench on it")
+    say(f"wrote {a.out}: the weights of {a.run} with {' '.join(a.set)}; run quantize/export/validate/bench on it")
 
 
 def cmd_evaluate(a) -> None:
@@ -148,7 +156,7 @@ def cmd_evaluate(a) -> None:
     data = family.load_data(run, "val")
     metrics = family.evaluate(batched(runner, None), data, progress=None if a.quiet else "evaluate")
     write_json(Path(a.run) / "evaluate.json", {"family": family.name, "model": "pytorch_fp32", "val": metrics})
-    print("\n".join(f"{k:>16}: {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+    say("\n".join(f"{k:>16}: {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
 
 
 def cmd_params(a) -> None:
@@ -157,20 +165,20 @@ def cmd_params(a) -> None:
     table = get_family(a.model).parameter_table()
     if table is None:
         raise EdgecapError(f"{a.model} has no configuration table")
-    print(table)
+    say(table)
 
 
 def cmd_report(a) -> None:
     from edgecap.stages.report import build_report
 
     build_report(Path(a.run))
-    print(f"wrote {Path(a.run) / 'report.md'} and report.json")
+    say(f"wrote {Path(a.run) / 'report.md'} and report.json")
 
 
 def cmd_pipeline(a) -> None:
     from edgecap.stages.pipeline import run_pipeline
 
-    run_pipeline(a.model, _run_config(a.model, a.set, a.config), Path(a.out or DEFAULT_RUN.format(model=a.model)),
+    run_pipeline(a.model, a.run_config, Path(a.out or DEFAULT_RUN.format(model=a.model)),
                  quant_method=a.quant, formats=_csv(a.formats) if a.formats else None,
                  layouts=_csv(a.layouts) if a.layouts else None, threads=a.threads, progress=not a.quiet,
                  bench_options={"min_runs": a.runs})
@@ -188,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         elif run_arg:
             sp.add_argument("run", help="run directory written by `edgecap train` (e.g. runs/lifting)")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        sp.add_argument("-v", "--verbose", action="store_true",
+                        help="show the converters' and runtimes' own output (else it goes to RUN/logs/)")
         sp.set_defaults(func=func)
         return sp
 
@@ -198,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--out", help="run directory (default runs/MODEL)")
         sp.add_argument("--config", help="named configuration, e.g. parsing_rcnn: densepose_rcnn, parsing_rcnn, "
                                          "mobile_a, mobile_b (default)")
-        sp.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. model.window=27 train.steps=500 data.source=h36m")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. --set model.window=27 train.steps=500 (the words with '=' "
+                             "after --set)")
         if name == "pipeline":
             sp.add_argument("--quant", choices=["ptq", "qat"], default="ptq", help="int8 method (default ptq)")
             sp.add_argument("--formats", help="comma list of onnx,tflite,executorch,coreml (default all)")
@@ -256,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("derive", cmd_derive, "A new run directory with a trained run's weights under changed settings "
                                    "that keep every weight's shape (e.g. model.input_size=512).")
     sp.add_argument("--out", required=True, help="the new run directory")
-    sp.add_argument("--set", nargs="+", required=True, metavar="KEY=VALUE", help="e.g. model.input_size=512")
+    sp.add_argument("--set", action="append", required=True, metavar="KEY=VALUE", help="e.g. model.input_size=512")
 
     sp = add("params", cmd_params, "Print the parameter table of a model's configurations.", run_arg=False)
     sp.add_argument("model", help="model family, e.g. parsing_rcnn")
@@ -265,12 +276,104 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def split_set_values(argv: list[str]) -> list[str]:
+    """`--set a=1 b=2 MODEL` -> `--set a=1 --set b=2 MODEL`: --set takes the KEY=VALUE words after
+    it and leaves the first word without "=" to the command (it used to swallow the positional)."""
+    out, i = [], 0
+    while i < len(argv):
+        out.append(argv[i])
+        if argv[i] == "--set":
+            values = []
+            while i + 1 < len(argv) and "=" in argv[i + 1] and not argv[i + 1].startswith("-"):
+                values.append(argv[i + 1])
+                i += 1
+            if values:
+                out += values[:1]
+                for v in values[1:]:
+                    out += ["--set", v]
+        i += 1
+    return out
+
+
+def check_run_dir(command: str, run: str | None) -> None:
+    """The run directory exists and holds what `command` reads, or a message saying what to run."""
+    if run is None or command not in NEEDS:
+        return
+    path = Path(run)
+    if not path.is_dir():
+        raise EdgecapError(f"run directory {path} does not exist (a run is made by `edgecap train MODEL --out {path}`)")
+    if not (path / "run.json").is_file():
+        raise EdgecapError(f"{path} is not a run directory: it has no run.json (made by `edgecap train`)")
+    for need in NEEDS[command]:
+        if not (path / need).is_file():
+            raise EdgecapError(f"{path / need} not found: run `{MADE_BY[need].format(run=path)}` first")
+
+
+def _log_path(a) -> Path | None:
+    """Where the libraries' output goes while the command runs; None for light commands."""
+    if a.command in ("params",) or getattr(a, "verbose", False):
+        return None
+    run = getattr(a, "run", None) or getattr(a, "out", None)
+    if a.command in ("train", "pipeline"):
+        run = a.out or DEFAULT_RUN.format(model=a.model)
+    if a.command == "bench" and getattr(a, "artifact", None):
+        return Path(a.out).with_suffix(".log") if a.out else Path.cwd() / "edgecap-bench.log"
+    if a.command == "predict" and not run:
+        return Path(a.output).with_name(Path(a.output).name + ".log")
+    return Path(run) / "logs" / f"{a.command}.log" if run else None
+
+
+def check_arguments(a) -> None:
+    """Every option of the command, before anything runs: cheap checks first (names, numbers),
+    then those that need the model family (config keys, presets, layouts)."""
+    from edgecap.backends import BACKENDS, PRECISIONS
+    from edgecap.models import FAMILIES
+
+    for fmt in _csv(getattr(a, "formats", None) or ""):
+        if fmt not in BACKENDS:
+            raise EdgecapError(f"unknown format {fmt!r} in --formats; available: {', '.join(BACKENDS)}")
+    for p in _csv(getattr(a, "precisions", None) or ""):
+        if p not in PRECISIONS:
+            raise EdgecapError(f"unknown precision {p!r} in --precisions; available: {', '.join(PRECISIONS)}")
+    if any(t < 1 for t in getattr(a, "threads", None) or ()):
+        raise EdgecapError(f"--threads must be positive, got {','.join(map(str, a.threads))}")
+    if getattr(a, "runs", 1) < 1:
+        raise EdgecapError(f"--runs must be at least 1, got {a.runs}")
+    files = []
+    if a.command == "bench":
+        files = [(f, "model file") for f in a.artifact or []] + ([(a.inputs, "--inputs file")] if a.inputs else [])
+    if a.command == "predict":
+        files = [(a.input, "input file")] + ([(a.artifact, "model file")] if a.artifact and not a.run else [])
+    for f, what in files:
+        if not Path(f).exists():
+            raise EdgecapError(f"{what} not found: {f}")
+    model = getattr(a, "model", None)
+    if model is not None and model not in FAMILIES:
+        raise EdgecapError(f"unknown model {model!r}; available: {', '.join(FAMILIES)}")
+    if a.command in ("train", "pipeline"):
+        a.run_config = _run_config(a.model, a.set, a.config)
+    if a.command == "pipeline":
+        from edgecap.models import get_family
+        from edgecap.stages.export import check_options
+
+        check_options(get_family(a.model), _csv(a.formats) if a.formats else None, None,
+                      _csv(a.layouts) if a.layouts else None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(split_set_values(list(sys.argv[1:] if argv is None else argv)))
+    log = None
     try:
-        args.func(args)
+        check_run_dir(args.command, getattr(args, "run", None))
+        check_arguments(args)
+        log = _log_path(args)
+        with quiet_to(log) if log else contextlib.nullcontext():
+            args.func(args)
     except EdgecapError as e:
         print(f"edgecap {args.command}: error: {e}", file=sys.stderr)
+        tail = log_tail(log) if log else []
+        if tail:
+            print(f"last lines of {log}:\n  " + "\n  ".join(tail), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted; completed checkpoints and artifacts are kept", file=sys.stderr)

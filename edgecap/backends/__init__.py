@@ -14,7 +14,6 @@ from pathlib import Path
 
 from edgecap import EdgecapError
 from edgecap.core.parts import is_multipart, read_parts_spec
-from edgecap.core.runner import Runner
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,9 @@ def format_of(path: Path) -> str:
 
 
 def open_runner(path: Path, fmt: str | None = None, threads: int = 1, input_names: list[str] | None = None,
-                output_names: list[str] | None = None) -> Runner:
-    """Open one artifact file. Names are needed only where the format stores none (.pte)."""
+                output_names: list[str] | None = None):
+    """Open one artifact file as an edgecap.core.runner.Runner. Names are needed only where the
+    format stores none (.pte)."""
     path = Path(path)
     if not path.exists():
         raise EdgecapError(f"artifact not found: {path}")
@@ -74,7 +74,7 @@ def open_runner(path: Path, fmt: str | None = None, threads: int = 1, input_name
     return _load(get_backend(fmt).runner)(path, threads=threads, input_names=input_names, output_names=output_names)
 
 
-def open_parts(path: Path, threads: int = 1) -> tuple[dict, dict[str, Runner]]:
+def open_parts(path: Path, threads: int = 1) -> tuple[dict, dict]:
     """(parts.json, {part name: runner}) of a multi-part artifact folder."""
     spec = read_parts_spec(path)
     runners = {p["name"]: open_runner(Path(path) / p["file"], spec["format"], threads, p["inputs"], p["outputs"])

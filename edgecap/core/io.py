@@ -95,3 +95,66 @@ class ArrayOnlyUnpickler(pickle.Unpickler):
                 f"refusing to load {module}.{name}: only numpy arrays, dicts and lists are allowed"
             )
         return super().find_class(module, name)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+_KNOWN_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"{": "JSON text", b"TFL3": "a TFLite model"}
+
+
+def _what_it_is(head: bytes) -> str:
+    for magic, name in _KNOWN_MAGIC.items():
+        if head.startswith(magic) or head[4:8] == magic:
+            return f" (it looks like {name})"
+    return ""
+
+
+def load_array(path: Path, what: str = "input file"):
+    """One array from a .npy file, with a one-line error for anything else: missing, empty,
+    truncated, pickled objects, another kind of file. Never unpickles."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if not head:
+                raise EdgecapError(f"{what} {path} is empty")
+            if not head.startswith(_NPY_MAGIC):
+                raise EdgecapError(f"{what} {path} is not a .npy array file{_what_it_is(head)}")
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+    except FileNotFoundError:
+        raise EdgecapError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise EdgecapError(f"{what} {path} is a directory, not a .npy file") from None
+    except EdgecapError:
+        raise
+    except (ValueError, EOFError, OSError) as e:  # truncated data, object arrays, a corrupt header
+        raise EdgecapError(f"{what} {path} is truncated or not a plain numeric .npy array: {e}") from None
+
+
+def load_arrays(path: Path, what: str = "input file") -> dict:
+    """The named arrays of an .npz file, with the same one-line errors as `load_array`."""
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if not head:
+            raise EdgecapError(f"{what} {path} is empty")
+        if not head.startswith(_ZIP_MAGIC):
+            raise EdgecapError(f"{what} {path} is not an .npz archive of named arrays{_what_it_is(head)}")
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise EdgecapError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise EdgecapError(f"{what} {path} is a directory, not an .npz file") from None
+    except EdgecapError:
+        raise
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, KeyError) as e:
+        raise EdgecapError(f"{what} {path} is truncated or not an .npz of plain numeric arrays: {e}") from None

@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from edgecap import EdgecapError
 
@@ -29,7 +28,7 @@ class Part:
     """One deployable graph: a module with named inputs and outputs."""
 
     name: str
-    module: torch.nn.Module
+    module: Any  # torch.nn.Module (torch is imported only where a graph is run)
     input_names: list[str]
     output_names: list[str]
 
@@ -39,6 +38,7 @@ def parts_spec(layout: str, fmt: str, parts: list[Part], outputs: list[str], exa
     """The parts.json of a layout; each part's output shapes come from running it on its example
     inputs (`examples[part name]`, named arrays)."""
     import numpy as np
+    import torch
 
     spec = {"layout": layout, "format": fmt, "inputs": list(parts[0].input_names), "outputs": list(outputs),
             "parts": []}

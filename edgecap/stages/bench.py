@@ -15,7 +15,7 @@ import numpy as np
 
 from edgecap import EdgecapError
 from edgecap.backends import format_of
-from edgecap.core.io import atomic_path, size_of, write_json
+from edgecap.core.io import atomic_path, load_arrays, size_of, write_json
 from edgecap.runs import load_manifest, load_run, verify_artifact
 from edgecap.targets import get_target
 from edgecap.targets.base import BenchOptions
@@ -50,7 +50,7 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
             continue
         subjects.append({"kind": "artifact", "name": entry["name"], "path": str(verify_artifact(run_dir, entry)),
                          "family": family.name, "format": entry["format"], "precision": entry["precision"],
-                         "size_bytes": entry["size_bytes"], **names})
+                         "size_bytes": entry["size_bytes"], "sha256": entry["sha256"], **names})
     # Other models of the family timed eager beside the artifacts (e.g. a paper's large
     # baseline); slow, so fewer runs. Their size is their real parameter count, fp32.
     references = family.bench_references(run) if tgt.host_extras else []
@@ -66,7 +66,7 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
     for (s, t), result in zip(work, results):
         size = s["size_bytes"] if "size_bytes" in s else 4 * result["params"]
         rows.append({"name": s["name"], "format": s["format"], "precision": s["precision"], "threads": t,
-                     "size_bytes": size, **result})
+                     "size_bytes": size, **({"sha256": s["sha256"]} if "sha256" in s else {}), **result})
     _add_ratios(rows, [EAGER] if tgt.host_extras else [], [r["name"] for r in references])
     for r in rows:  # delegation facts the exporter recorded
         entry = next((a for a in manifest["artifacts"] if a["name"] == r["name"]), None)
@@ -82,6 +82,7 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
                             warmup=min(3, warmup), rounds=min(rounds, 4))
         for (s, sc), result in zip(e2e, tgt.measure([s for s, _ in e2e], inputs, [opts] * len(e2e), progress)):
             end_to_end.append({"name": s["name"], "threads": threads[0], "scene": sc["label"],
+                               **({"sha256": s["sha256"]} if "sha256" in s else {}),
                                **{k: v for k, v in sc.items() if k not in ("label", "file")}, **result})
     report = {"family": family.name, "target": tgt.name, "device": tgt.device_facts(), "threads": list(threads),
               "rounds": rounds, "rows": rows, "skipped": skipped, "references": [r["name"] for r in references],
@@ -140,11 +141,7 @@ def bench_files(paths: list[Path], threads: tuple[int, ...] = (1, 2), inputs: Pa
 def _check_npz(path: Path, shapes: dict) -> None:
     from edgecap.core.arrays import check_named_arrays
 
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise EdgecapError(f"--inputs {path}: not a readable .npz of named arrays: {e}") from None
+    arrays = load_arrays(path, "--inputs file")
     for model, s in shapes.items():
         check_named_arrays(arrays, s, f"--inputs {path} for {model.name}")
 
@@ -199,7 +196,8 @@ def format_table(report: dict) -> str:
     for name, per in by_name.items():
         one = per[threads[0]]
         eager = f"{one['speedup_vs_pytorch']:8.2f}" if "speedup_vs_pytorch" in one else f"{'':>8}"
-        lines.append(f"{name:<28} {one['size_bytes'] / 1e6:8.2f} "
+        shown = f"{name} (STALE)" if one.get("stale") else name
+        lines.append(f"{shown:<28} {one['size_bytes'] / 1e6:8.2f} "
                      + " ".join(f"{per[t]['p50_ms']:9.4f}" for t in threads)
                      + f" {one['p90_ms']:8.4f} {one['p99_ms']:8.4f} {one['fps']:9.0f} {one['round_spread']:6.0%} {eager}"
                      + f" {one['peak_rss_mb']:8.0f} {one['peak_over_baseline_mb']:8.1f}")

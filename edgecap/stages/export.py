@@ -19,7 +19,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from tqdm import tqdm
+from edgecap.core.console import progress as progress_bar, say
 
 from edgecap import EdgecapError, __version__
 from edgecap.backends import BACKENDS, PRECISIONS, get_backend, get_exporter
@@ -101,7 +101,7 @@ def export(run_dir: Path, formats: list[str] | None = None, precisions: list[str
              for key, ps in parts.items()}
 
     jobs = [(f, p, layout) for layout in layouts for f in formats for p in precisions]
-    for fmt, precision, layout in tqdm(jobs, desc="export", disable=not progress):
+    for fmt, precision, layout in progress_bar(jobs, desc="export", disable=not progress):
         name = artifact_name(family.name, fmt, precision, layout)
         metadata = {**family.metadata(run.model), "precision": precision, "format": fmt, "layout": layout}
         t0 = time.time()
@@ -113,7 +113,7 @@ def export(run_dir: Path, formats: list[str] | None = None, precisions: list[str
         except Exception as e:  # one backend failing must not lose the others
             manifest["failures"].append({"format": fmt, "precision": precision, "layout": layout,
                                          "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc(limit=3)})
-            tqdm.write(f"export {fmt}/{precision}/{layout} FAILED: {type(e).__name__}: {e}")
+            say(f"export {fmt}/{precision}/{layout} FAILED: {type(e).__name__}: {e}")
             write_json(manifest_path, manifest)
             continue
         entry = {"name": name, "file": name, "layout": layout, **asdict(record), "sha256": sha256_of(out_dir / name),

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from edgecap import EdgecapError
-from edgecap.core.io import atomic_path, read_json, write_json
+from edgecap.core.io import atomic_path, load_arrays, read_json, write_json
 from edgecap.core.runner import TorchRunner, batched
 from edgecap.core.weights import load_weights, save_weights
 from edgecap.runs import load_trained_model
@@ -96,11 +96,7 @@ def load_recipe(run_dir: Path, export_model: torch.nn.Module) -> tuple[dict, lis
     if not (qdir / "quant.json").exists():
         raise EdgecapError(f"int8 export needs a quantization recipe: run `edgecap quantize {run_dir}` first")
     spec = read_json(qdir / "quant.json", "quantization recipe")
-    try:
-        with np.load(qdir / "calibration.npz", allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise EdgecapError(f"{qdir / 'calibration.npz'} is missing or corrupt: {e}") from None
+    arrays = load_arrays(qdir / "calibration.npz", "calibration inputs")
     if not arrays or not len(next(iter(arrays.values()))):
         raise EdgecapError(f"{qdir / 'calibration.npz'} holds no calibration inputs; run `edgecap quantize` again")
     count = len(next(iter(arrays.values())))

@@ -4,13 +4,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecap.core.io import atomic_path, read_json, write_json, write_text
+from edgecap import EdgecapError
+from edgecap.core.io import atomic_path, read_json, sha256_of, write_json, write_text
 from edgecap.stages.bench import format_table as bench_table
 from edgecap.stages.validate import format_table as validate_table
 
 
 def _maybe(path: Path, what: str) -> dict | None:
     return read_json(path, what) if path.exists() else None
+
+
+class StaleResults(EdgecapError):
+    """The report was written, but some results belong to artifacts that have changed since."""
+
+
+def mark_stale(run_dir: Path, report: dict) -> list[str]:
+    """Mark every validation and bench row whose artifact is not, byte for byte, the one on disk
+    now (its sha256 against the manifest's and the file's); returns the marked names."""
+    manifest = report.get("export") or {"artifacts": []}
+    on_disk = {}
+    for entry in manifest["artifacts"]:
+        path = run_dir / "export" / entry["file"]
+        if not path.exists():
+            on_disk[entry["name"]] = (None, "the artifact file is missing")
+        elif sha256_of(path) != entry["sha256"]:
+            on_disk[entry["name"]] = (None, "the artifact was modified after export")
+        else:
+            on_disk[entry["name"]] = (entry["sha256"], "")
+    rows = list((report.get("validation") or {}).get("artifacts", []))
+    rows += list((report.get("bench") or {}).get("rows", [])) + list((report.get("bench") or {}).get("end_to_end", []))
+    stale = []
+    for row in rows:
+        if row.get("format", "") == "pytorch" or "sha256" not in row and row["name"] not in on_disk:
+            continue  # eager rows and reference models have no artifact
+        sha, why = on_disk.get(row["name"], (None, "the artifact is no longer in the manifest"))
+        if sha is None or row.get("sha256") != sha:
+            row["stale"] = (why or "measured on an earlier artifact of this name") + "; run validate/bench again"
+            stale.append(row["name"])
+    return sorted(set(stale))
 
 
 def build_report(run_dir: Path) -> dict:
@@ -24,9 +55,14 @@ def build_report(run_dir: Path) -> dict:
         "bench": _maybe(run_dir / "bench.json", "bench report"),
         "timings_s": _maybe(run_dir / "pipeline_timings.json", "pipeline timings"),
     }
+    report["stale"] = mark_stale(run_dir, report)
     write_json(run_dir / "report.json", report)
     plots = [p for p in (_plot(run_dir, report), _plot_scenes(run_dir, report)) if p]
     write_text(run_dir / "report.md", _markdown(report, plots))
+    if report["stale"]:
+        raise StaleResults(f"results of {', '.join(report['stale'])} belong to artifacts that changed since they were "
+                           f"measured; they are marked STALE in {run_dir / 'report.md'}: run `edgecap validate "
+                           f"{run_dir}` and `edgecap bench {run_dir}` again")
     return report
 
 
@@ -36,10 +72,11 @@ def _points(report: dict) -> list[tuple[str, float, float]]:
     if not val or not bench:
         return []
     metric = val["tolerances"]["fp32"]["metrics"][0]
-    acc = {r["name"]: r["task"][metric] for r in val["artifacts"] if r.get("task")}
+    acc = {r["name"]: r["task"][metric] for r in val["artifacts"] if r.get("task") and not r.get("stale")}
     acc["pytorch_fp32"] = val["reference"]["task"][metric]
     t1 = min(bench["threads"])
-    return [(r["name"], r["p50_ms"], acc[r["name"]]) for r in bench["rows"] if r["threads"] == t1 and r["name"] in acc]
+    return [(r["name"], r["p50_ms"], acc[r["name"]]) for r in bench["rows"]
+            if r["threads"] == t1 and r["name"] in acc and not r.get("stale")]
 
 
 def _plot(run_dir: Path, report: dict) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
+from edgecap.core.console import progress as progress_bar
 
 from edgecap import EdgecapError
 from edgecap.core.arrays import Arrays
@@ -119,7 +119,7 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
     use_scaler = ctx.device.type == "cuda" and tcfg.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     log_path = run_dir / "train_log.jsonl"
-    bar = tqdm(total=tcfg.steps, initial=step, desc=f"train {family.name}", disable=not (progress and ctx.is_main))
+    bar = progress_bar(total=tcfg.steps, initial=step, desc=f"train {family.name}", disable=not (progress and ctx.is_main))
     t0, losses = time.time(), []
     while step < tcfg.steps:
         net.train()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm import tqdm
+from edgecap.core.console import progress as progress_bar
 
 from edgecap import EdgecapError
 from edgecap.core.io import write_json
@@ -59,7 +59,7 @@ def validate(run_dir: Path, parity_samples: int = 256, target: str = "host", pro
     ref_task = family.evaluate(batched(reference, None), val)
     sample = family.calibration_inputs(val, parity_samples, seed=1)
     results, failures = [], []
-    for entry in tqdm(manifest["artifacts"], desc="validate", disable=not progress):
+    for entry in progress_bar(manifest["artifacts"], desc="validate", disable=not progress):
         path = verify_artifact(run_dir, entry)
         row = {"name": entry["name"], "format": entry["format"], "precision": entry["precision"],
                "sha256": entry["sha256"]}
@@ -92,6 +92,9 @@ def format_table(report: dict) -> str:
     lines = [f"{'artifact':<26} {'status':<8}{head} {'delta ' + metrics[0].removesuffix('_mm'):>14} {'max|diff|':>10} {'cosine':>9}",
              f"{'pytorch_fp32 (reference)':<26} {'':<8}" + "".join(f"{ref[m]:12.3f}" for m in metrics)]
     for r in report["artifacts"]:
+        if r.get("stale"):
+            lines.append(f"{r['name']:<26} STALE    {r['stale'][:90]}")
+            continue
         if r["status"] == "skipped":
             lines.append(f"{r['name']:<26} skipped  {r['reason'][:70]}")
             continue

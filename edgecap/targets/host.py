@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from edgecap.core.console import progress as progress_bar
 
 from edgecap import EdgecapError
 from edgecap.core.runner import Runner
@@ -47,11 +47,11 @@ class HostTarget(Target):
         log = open(self.log_path, "a") if self.log_path else subprocess.DEVNULL
         workers = []
         try:
-            for subject, opt in tqdm(list(zip(subjects, options)), desc="bench: load", disable=not progress,
+            for subject, opt in progress_bar(list(zip(subjects, options)), desc="bench: load", disable=not progress,
                                      leave=False):
                 workers.append(_Worker(subject, opt, inputs, log, self.log_path))
             rounds = max(o.rounds for o in options)
-            bar = tqdm(total=rounds * len(workers), desc="bench: timing (interleaved)", disable=not progress,
+            bar = progress_bar(total=rounds * len(workers), desc="bench: timing (interleaved)", disable=not progress,
                        leave=False)
             for r in range(rounds):
                 for w in workers:

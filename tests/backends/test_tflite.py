@@ -18,7 +18,7 @@ CFG = RUN.model
 
 def request(lifter, precision, **overrides):
     model, calib, windows, _ = lifter
-    return small_request(model, windows, precision, calib, **overrides)
+    return small_request(model, windows, precision, **{"calibration": calib, **overrides})
 
 
 @pytest.fixture(scope="module")

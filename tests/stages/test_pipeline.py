@@ -115,3 +115,27 @@ def test_qat_recipe_flows_into_int8_export(tiny_run, tmp_path):
     assert manifest["artifacts"][0]["quantization"]["method"] == "qat"
     quantize(run, method="ptq", calibration=16, progress=False)  # PTQ replaces the QAT weights
     assert not (run / "quantize" / "qat.safetensors").exists()
+
+
+def test_report_marks_results_of_a_changed_artifact_stale(exported, tmp_path, capsys):
+    from edgecap.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(exported, run)
+    manifest = json.loads((run / "export" / "manifest.json").read_text())
+    manifest["artifacts"] = [a for a in manifest["artifacts"] if a["format"] == "onnx"]
+    (run / "export" / "manifest.json").write_text(json.dumps(manifest))
+    validate(run, parity_samples=4, progress=False)
+    assert main(["report", str(run)]) == 0 and "STALE" not in (run / "report.md").read_text()
+    path = run / "export" / "lifting_int8.onnx"
+    path.write_bytes(path.read_bytes() + b"\0")  # modified after validation
+    assert main(["validate", str(run), "-q"]) == 2 and "truncated or modified" in capsys.readouterr().err
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "lifting_int8.onnx" in err and "STALE" in err
+    report = json.loads((run / "report.json").read_text())
+    assert report["stale"] == ["lifting_int8.onnx"]
+    rows = {r["name"]: r for r in report["validation"]["artifacts"]}
+    assert "modified after export" in rows["lifting_int8.onnx"]["stale"] and "stale" not in rows["lifting_fp32.onnx"]
+    md = (run / "report.md").read_text()
+    assert "lifting_int8.onnx" in md and "STALE" in md

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgecap import EdgecapError
 from edgecap.core.arrays import Arrays
-from edgecap.core.io import atomic_path
+from edgecap.core.io import atomic_path, load_array
 from edgecap.core.runner import Runner
 from edgecap.data.skeletons import get_skeleton
 from edgecap.data.windows import PoseWindows
@@ -34,12 +34,12 @@ def calibration_inputs(data: PoseWindows, count: int, seed: int = 0) -> list[Arr
 
 
 def evaluate(predict, data: PoseWindows, batch_size: int = 1024, progress: str | None = None) -> dict:
-    from tqdm import tqdm
+    from edgecap.core.console import progress as progress_bar
 
     preds = []
     batches = data.batches(batch_size)
     if progress:
-        batches = tqdm(batches, total=-(-len(data) // batch_size), desc=progress, leave=False)
+        batches = progress_bar(batches, total=-(-len(data) // batch_size), desc=progress, leave=False)
     for kp, _ in batches:
         preds.append(predict({INPUT: kp})[OUTPUT])
     out = pose_metrics(np.concatenate(preds), data.target_poses(), data.sequence_ids)
@@ -56,18 +56,21 @@ def mean_pose_baseline(train_data: PoseWindows, val_data: PoseWindows) -> dict:
 
 def predict_file(runner: Runner, cfg: LiftingConfig, input_path: Path, output_path: Path) -> str:
     """Stream a (F, J, 3) .npy of pixel keypoints + validity; write (F, J, 3) mm as .npy."""
-    try:
-        keypoints = np.load(input_path, allow_pickle=False)
-    except FileNotFoundError:
-        raise EdgecapError(f"input file not found: {input_path}") from None
-    except (ValueError, OSError) as e:
-        raise EdgecapError(f"input file {input_path} is corrupt or not a .npy array: {e}") from None
-    if not isinstance(keypoints, np.ndarray):
-        raise EdgecapError(f"input file {input_path} must be a single .npy array, not an .npz archive")
+    keypoints = load_array(input_path, "keypoints file")
     j = get_skeleton(cfg.skeleton).num_joints
     if keypoints.ndim != 3 or keypoints.shape[1:] != (j, 3):
-        raise EdgecapError(f"keypoints have shape {keypoints.shape}, expected (frames, {j}, 3) "
+        raise EdgecapError(f"{input_path}: keypoints have shape {keypoints.shape}, expected (frames, {j}, 3) "
                            f"= (x_px, y_px, validity) for the {cfg.skeleton} skeleton")
+    if len(keypoints) == 0:
+        raise EdgecapError(f"{input_path}: the keypoints file holds no frames (shape {keypoints.shape})")
+    if not np.issubdtype(keypoints.dtype, np.number) or np.issubdtype(keypoints.dtype, np.complexfloating):
+        raise EdgecapError(f"{input_path}: keypoints have dtype {keypoints.dtype}, expected float32")
+    bad = ~np.isfinite(keypoints.astype(np.float64))
+    if bad.any():
+        frame, joint, channel = (int(i) for i in np.argwhere(bad)[0])
+        raise EdgecapError(f"{input_path}: {int(bad.sum())} NaN/inf value(s), first at frame {frame}, joint {joint}, "
+                           f"channel {channel} ({'x_px y_px validity'.split()[channel]}); mark a missing joint with "
+                           "validity 0 instead of NaN")
     poses = StreamingLifter(runner, cfg.window, j, cfg.target).run_sequence(keypoints.astype(np.float32))
     with atomic_path(output_path) as tmp:
         with open(tmp, "wb") as f:

@@ -158,7 +158,7 @@ def calibration_inputs(data: DensePoseSplit, count: int, seed: int = 0) -> list[
 
 
 def evaluate(predict, data: DensePoseSplit, batch_size: int = 1, progress: str | None = None) -> dict:
-    from tqdm import tqdm
+    from edgecap.core.console import progress as progress_bar
 
     from edgecap.data.synthetic_geodesics import synthetic_geodesics
     from edgecap.metrics.box_ap import box_ap
@@ -166,7 +166,7 @@ def evaluate(predict, data: DensePoseSplit, batch_size: int = 1, progress: str |
     from edgecap.models.parsing_rcnn.postprocess import decode_detections
 
     dets = []
-    for i in tqdm(range(len(data.dataset)), desc=progress, leave=False, disable=not progress):
+    for i in progress_bar(range(len(data.dataset)), desc=progress, leave=False, disable=not progress):
         sample = data.dataset[i]
         x, scale = letterbox(read_image(sample.image_path), data.input_size)
         outputs = predict({INPUT: x})

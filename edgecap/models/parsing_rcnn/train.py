@@ -161,7 +161,7 @@ def qat_finetune(model: ParsingRCNN, sample_batch, steps: int, lr: float, float_
 
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
-    from tqdm import tqdm
+    from edgecap.core.console import progress as progress_bar
 
     from edgecap.quantization.pt2e import xnnpack_quantizer
     from edgecap.quantization.qat import copy_trained_weights, optimizer_step
@@ -181,7 +181,7 @@ def qat_finetune(model: ParsingRCNN, sample_batch, steps: int, lr: float, float_
     move_exported_model_to_eval(gm)  # no BN left (folded); keeps observers updating
     opt = torch.optim.Adam([p for p in gm.parameters() if p.requires_grad], lr=lr)
     tied = rpn_level_copies(dict(gm.named_parameters()))
-    for step in tqdm(range(steps), desc="QAT", disable=not progress):
+    for step in progress_bar(range(steps), desc="QAT", disable=not progress):
         images, samples = sample_batch(step)
         total = torch.zeros(())
         for i, (sample, scale) in enumerate(samples):
