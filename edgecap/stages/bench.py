@@ -40,6 +40,7 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
     names = {"input_names": list(manifest["inputs"]), "output_names": manifest["outputs"]}
     inputs = _save_inputs(run_dir / "bench_input.npz",
                           family.calibration_inputs(family.load_data(run, "val"), 1, seed=2)[0])
+    device = tgt.device_facts()  # before timing: the load the measurements started under
     subjects, skipped = [], []
     if tgt.host_extras:
         subjects.append({"kind": "eager", "name": EAGER, "run_dir": str(run_dir), "format": "pytorch",
@@ -84,9 +85,10 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
             end_to_end.append({"name": s["name"], "threads": threads[0], "scene": sc["label"],
                                **({"sha256": s["sha256"]} if "sha256" in s else {}),
                                **{k: v for k, v in sc.items() if k not in ("label", "file")}, **result})
-    report = {"family": family.name, "target": tgt.name, "device": tgt.device_facts(), "threads": list(threads),
+    report = {"family": family.name, "target": tgt.name, "device": device, "threads": list(threads),
               "rounds": rounds, "rows": rows, "skipped": skipped, "references": [r["name"] for r in references],
-              "end_to_end": end_to_end, "note": "latency per inference, batch 1"}
+              "end_to_end": end_to_end, "noise": noise(device, tgt.device_facts(), rows),
+              "note": "latency per inference, batch 1"}
     write_json(run_dir / "bench.json", report)
     return report
 
@@ -119,6 +121,7 @@ def bench_files(paths: list[Path], threads: tuple[int, ...] = (1, 2), inputs: Pa
             _check_npz(input_path, shapes)
         log = Path(out).with_suffix(".log") if out else Path(tmp) / "bench.log"
         tgt = get_target(target, log)
+        device = tgt.device_facts()
         subjects = []
         for p in paths:
             subjects.append({"kind": "artifact", "name": p.name, "path": str(p.resolve()), "format": format_of(p),
@@ -129,13 +132,35 @@ def bench_files(paths: list[Path], threads: tuple[int, ...] = (1, 2), inputs: Pa
         results = tgt.measure([s for s, _ in work], input_path, opts, progress)
     rows = [{"name": s["name"], "format": s["format"], "precision": "", "threads": t, "size_bytes": s["size_bytes"],
              **r} for (s, t), r in zip(work, results)]
-    report = {"family": None, "target": tgt.name, "device": tgt.device_facts(), "threads": list(threads),
+    report = {"family": None, "target": tgt.name, "device": device, "noise": noise(device, tgt.device_facts(), rows),
+              "threads": list(threads),
               "rounds": rounds, "rows": rows, "skipped": [], "references": [], "end_to_end": [],
               "inputs": str(inputs) if inputs else "random normal, the model's own input shapes",
               "note": "latency per inference"}
     if out:
         write_json(Path(out), report)
     return report
+
+
+BUSY_LOAD = 0.5  # load average per core above which the machine counts as busy
+NOISY_SPREAD = 0.2  # round-to-round p50 spread above which a row counts as noisy
+
+
+def noise(before: dict, after: dict, rows: list[dict]) -> dict:
+    """How much to trust the timings: the machine's load before and after, each row's
+    round-to-round spread, and a warning when either says the measurements were disturbed."""
+    cores = before.get("cores") or 1
+    loads = [d["load_average_1m"] for d in (before, after) if "load_average_1m" in d]
+    worst = max(rows, key=lambda r: r.get("round_spread", 0.0), default=None)
+    warnings = []
+    if loads and max(loads) > BUSY_LOAD * cores:
+        warnings.append(f"the machine was busy (load {max(loads):.1f} on {cores} cores): latencies are higher and "
+                        "noisier than on an idle machine")
+    if worst is not None and worst.get("round_spread", 0.0) > NOISY_SPREAD:
+        warnings.append(f"{worst['name']} moved by {worst['round_spread']:.0%} between rounds: compare ratios within "
+                        "this run only")
+    return {"load_before": loads[0] if loads else None, "load_after": loads[-1] if loads else None,
+            "max_round_spread": worst.get("round_spread") if worst else None, "warnings": warnings}
 
 
 def _check_npz(path: Path, shapes: dict) -> None:
@@ -202,9 +227,10 @@ def format_table(report: dict) -> str:
                      + f" {one['p90_ms']:8.4f} {one['p99_ms']:8.4f} {one['fps']:9.0f} {one['round_spread']:6.0%} {eager}"
                      + f" {one['peak_rss_mb']:8.0f} {one['peak_over_baseline_mb']:8.1f}")
     for s in report["skipped"]:
-        lines.append(f"{s['name']:<28} skipped: {s['reason'][:80]}")
+        lines.append(f"{s['name']:<28} skipped: {s['reason']}")
     lines.append("latencies in ms per inference (batch 1); spread = max-min of the per-round p50s over p50; "
                  "peak MB = process peak RSS, +load MB = above the RSS before loading")
+    lines += [f"warning: {w}" for w in report.get("noise", {}).get("warnings", [])]
     for ref in report.get("references", []):
         speed_heads = " ".join(f"{f'speed {t}T':>9}" for t in threads[:2])
         lines += ["", f"vs {ref} (eager fp32, same input, real parameter count):  {speed_heads} {'smaller':>8}"]

@@ -1,4 +1,8 @@
-"""`edgecap report`: one report.json and a human-readable report.md with a latency-accuracy plot."""
+"""`edgecap report`: report.json, report.md and a self-contained report.html (plots inline).
+
+Every result is tied to the sha256 of the artifact it was measured on; a row whose artifact has
+changed since is marked STALE and left out of the plots, and the command exits non-zero.
+"""
 
 from __future__ import annotations
 
@@ -57,8 +61,9 @@ def build_report(run_dir: Path) -> dict:
     }
     report["stale"] = mark_stale(run_dir, report)
     write_json(run_dir / "report.json", report)
-    plots = [p for p in (_plot(run_dir, report), _plot_scenes(run_dir, report)) if p]
+    plots = [p for p in (_plot(run_dir, report), _plot_deltas(run_dir, report), _plot_scenes(run_dir, report)) if p]
     write_text(run_dir / "report.md", _markdown(report, plots))
+    write_text(run_dir / "report.html", _html(report, {p: (run_dir / p).read_bytes() for p in plots}))
     if report["stale"]:
         raise StaleResults(f"results of {', '.join(report['stale'])} belong to artifacts that changed since they were "
                            f"measured; they are marked STALE in {run_dir / 'report.md'}: run `edgecap validate "
@@ -104,6 +109,64 @@ def _plot(run_dir: Path, report: dict) -> str | None:
     ax.set_ylabel(metric.replace("_mm", " (mm)"))
     ax.set_title(f"{report['run']['family']}: latency vs accuracy on {report['bench']['target']}")
     return _save(fig, ax, run_dir / "report_latency_accuracy.png")
+
+
+def _plot_deltas(run_dir: Path, report: dict) -> str | None:
+    """Each validated artifact's task metrics minus PyTorch's, beside its precision's threshold:
+    the axis spans at least the threshold, so a difference far inside it looks small."""
+    val = report.get("validation")
+    rows = [r for r in (val or {}).get("artifacts", []) if r.get("task") and not r.get("stale")]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref, rules = val["reference"]["task"], val["tolerances"]
+    metrics = rules["fp32"]["metrics"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.45 * len(rows) + 1.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        deltas = [r["task"][metric] - ref[metric] for r in rows]
+        limits = [_limit(rules[r["precision"]], ref[metric]) for r in rows]
+        y = range(len(rows))
+        ax.barh(list(y), deltas, color=["tab:red" if r["status"] == "fail" else "tab:blue" for r in rows])
+        for i, lim in enumerate(limits):
+            if lim is not None:
+                ax.plot([-lim, -lim] if rules[rows[i]["precision"]].get("better") != "lower" else [lim, lim],
+                        [i - 0.4, i + 0.4], color="black", lw=2)
+                if "better" not in rules[rows[i]["precision"]]:
+                    ax.plot([lim, lim], [i - 0.4, i + 0.4], color="black", lw=2)
+        span = max([abs(d) for d in deltas] + [lim for lim in limits if lim is not None] + [1e-9]) * 1.15
+        ax.set_xlim(-span, span)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_yticks(list(y), [r["name"] for r in rows] if ax is axes[0][0] else [""] * len(rows), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{metric}: artifact - PyTorch")
+        ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle("task metrics against PyTorch fp32; black bars: the pass/fail threshold", fontsize=10)
+    return _save(fig, axes[0][0], run_dir / "report_deltas.png")
+
+
+def _limit(rule: dict, reference: float) -> float | None:
+    """The largest allowed |delta| of a tolerance rule, in the metric's units."""
+    if "max_abs_delta" in rule:
+        return float(rule["max_abs_delta"])
+    if "max_rel_delta" in rule:
+        return float(rule["max_rel_delta"]) * abs(reference)
+    return None
+
+
+def rule_text(rule: dict) -> str:
+    """A tolerance rule in words, e.g. 'loss <= 2.0% (a gain passes)'."""
+    parts = []
+    if "max_abs_delta" in rule:
+        parts.append(f"<= {rule['max_abs_delta']:g}")
+    if "max_rel_delta" in rule:
+        parts.append(f"<= {100 * rule['max_rel_delta']:g}%")
+    what = "|delta|" if "better" not in rule else "loss"
+    tail = "" if "better" not in rule else f" ({rule['better']} is better: a gain passes)"
+    return f"{what} {' and '.join(parts)} on {', '.join(rule['metrics'])}{tail}"
 
 
 def _plot_scenes(run_dir: Path, report: dict) -> str | None:
@@ -163,16 +226,119 @@ def _markdown(report: dict, plots: list[str]) -> str:
         out += ["## Artifacts", "", "| artifact | format | precision | scheme | MB | runs here |", "|---|---|---|---|---|---|"]
         for a in ex["artifacts"]:
             out.append(f"| {a['name']} | {a['format']} | {a['precision']} | {a['scheme']} | "
-                       f"{a['size_bytes'] / 1e6:.2f} | {'yes' if a['runnable_here'] else 'no: ' + '; '.join(a['notes'])[:80]} |")
+                       f"{a['size_bytes'] / 1e6:.2f} | {'yes' if a['runnable_here'] else 'no: ' + '; '.join(a['notes'])} |")
         for f in ex.get("failures", []):
-            out.append(f"| FAILED {f['format']}/{f['precision']} | | | {f['error'][:80]} | | |")
+            out.append(f"| FAILED {f['format']}/{f['precision']} | | | {f['error']} | | |")
         out.append("")
     if report.get("validation"):
-        out += ["## Validation (task and tensor parity against PyTorch fp32)", "", "```", validate_table(report["validation"]), "```", ""]
+        rules = "; ".join(f"{p}: {rule_text(r)}" for p, r in report["validation"]["tolerances"].items())
+        out += ["## Validation (task and tensor parity against PyTorch fp32)", "", f"Thresholds: {rules}.", "",
+                "```", validate_table(report["validation"]), "```", ""]
     if report.get("bench"):
         out += ["## Latency", "", "```", bench_table(report["bench"]), "```", ""]
     for plot in plots:
         out += [f"![{plot.removesuffix('.png').replace('_', ' ')}]({plot})", ""]
     if report.get("timings_s"):
         out += ["## Stage timings (s)", "", " | ".join(f"{k}: {v:.0f}" for k, v in report["timings_s"].items()), ""]
+    return "\n".join(out)
+
+
+_CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.6em 0 1.4em}th,td{border:1px solid #ccc;padding:.25em .55em;
+vertical-align:top}th{background:#f3f3f3;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.pass{color:#17692f}.fail{color:#b00020;font-weight:600}.stale{background:#fff3cd}.warn{background:#fff3cd;
+padding:.5em .8em;border-left:4px solid #e0a800}img{max-width:100%;display:block;margin:.5em 0 1.5em}"""
+
+
+def _load(value) -> str:
+    return "unknown" if value is None else f"{value:.1f}"
+
+
+def _html(report: dict, plots: dict[str, bytes]) -> str:
+    """The report as one HTML file: tables with their full text, thresholds, noise, plots inline."""
+    import base64
+    import html
+
+    e = lambda v: html.escape(str(v))  # noqa: E731
+    num = lambda v, f=".3f": f'<td class="n">{v:{f}}</td>' if isinstance(v, (int, float)) else "<td></td>"  # noqa: E731
+
+    def table(head: list[str], rows: list[list[str]]) -> list[str]:
+        return ["<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"] + \
+               ["<tr>" + "".join(r) + "</tr>" for r in rows] + ["</table>"]
+
+    run = report["run"]
+    out = ["<!doctype html><html><head><meta charset='utf-8'>",
+           f"<title>edgecap report: {e(run['family'])}</title><style>{_CSS}</style></head><body>",
+           f"<h1>edgecap report: {e(run['family'])}</h1>"]
+    if report.get("stale"):
+        out.append(f"<p class='warn'>STALE: the results of {e(', '.join(report['stale']))} were measured on artifacts "
+                   "that have changed since. They are marked below and left out of the plots; run validate and bench "
+                   "again.</p>")
+    tr = report.get("training")
+    if tr:
+        keys = [k for k, v in tr["val"].items() if isinstance(v, float)]
+        out += [f"<h2>Training</h2><p>{tr['steps']} steps on {e(tr['device'])}.</p>"]
+        out += table(["model"] + keys, [[f"<td>{e(name)}</td>"] + [num(m.get(k)) for k in keys]
+                                        for name, m in [("trained", tr["val"])] + list(tr.get("baselines", {}).items())])
+    ex = report.get("export")
+    if ex:
+        out.append("<h2>Artifacts</h2>")
+        out += table(["artifact", "format", "precision", "layout", "scheme", "MB", "runs here", "sha256"],
+                     [[f"<td>{e(a['name'])}</td><td>{e(a['format'])}</td><td>{e(a['precision'])}</td>"
+                       f"<td>{e(a.get('layout', 'whole'))}</td><td>{e(a['scheme'])}</td>", num(a['size_bytes'] / 1e6, ".2f"),
+                       f"<td>{'yes' if a['runnable_here'] else 'no: ' + e('; '.join(a['notes']))}</td>"
+                       f"<td><code>{e(a['sha256'][:16])}</code></td>"] for a in ex["artifacts"]]
+                     + [[f"<td class='fail'>FAILED {e(f['format'])}/{e(f['precision'])}</td>"
+                         f"<td colspan='7'>{e(f['error'])}</td>"] for f in ex.get("failures", [])])
+    val = report.get("validation")
+    if val:
+        metrics, ref = val["tolerances"]["fp32"]["metrics"], val["reference"]["task"]
+        out += ["<h2>Validation against PyTorch fp32</h2><p>Thresholds: "
+                + "; ".join(f"<b>{e(p)}</b>: {e(rule_text(r))}" for p, r in val["tolerances"].items()) + ".</p>"]
+        rows = [["<td>pytorch_fp32 (reference)</td><td></td>"] + [num(ref[m]) for m in metrics] + ["<td></td>"] * 2]
+        for r in val["artifacts"]:
+            status = "STALE" if r.get("stale") else r["status"]
+            cls = "stale" if r.get("stale") else ""
+            cells = [f"<td class='{cls}'>{e(r['name'])}</td><td class='{e(r['status'])}'>{e(status)}</td>"]
+            if "task" in r:
+                cells += [num(r["task"][m]) for m in metrics]
+                cells += [num(r["task"][metrics[0]] - ref[metrics[0]], "+.4f")]
+            else:
+                cells += ["<td></td>"] * (len(metrics) + 1)
+            note = r.get("stale") or "; ".join(r.get("problems", [])) or r.get("reason", "")
+            cells.append(f"<td>{e(note)}</td>")
+            rows.append(cells)
+        out += table(["artifact", "status"] + metrics + [f"delta {metrics[0]}", "notes"], rows)
+    bench = report.get("bench")
+    if bench:
+        threads, d = bench["threads"], bench.get("device", {})
+        noise = bench.get("noise", {})
+        out.append(f"<h2>Latency on {e(bench['target'])}</h2><p>{e(d.get('cpu', '?'))}, {e(d.get('cores', '?'))} "
+                   f"cores; load {_load(noise.get('load_before'))} before, {_load(noise.get('load_after'))} after; subjects timed "
+                   f"interleaved in {bench.get('rounds', 1)} rounds; spread = (max - min) of the per-round p50s / p50.</p>")
+        out += [f"<p class='warn'>{e(w)}</p>" for w in noise.get("warnings", [])]
+        head = ["artifact", "MB"] + [f"p50 {t}T ms" for t in threads] + ["p90 1T", "p99 1T", "FPS 1T", "spread",
+                                                                          "x eager", "peak MB"]
+        by_name: dict = {}
+        for r in bench["rows"]:
+            by_name.setdefault(r["name"], {})[r["threads"]] = r
+        rows = []
+        for name, per in by_name.items():
+            one = per[threads[0]]
+            rows.append([f"<td class='{'stale' if one.get('stale') else ''}'>{e(name)}"
+                         f"{' (STALE)' if one.get('stale') else ''}</td>", num(one["size_bytes"] / 1e6, ".2f")]
+                        + [num(per[t]["p50_ms"], ".4f") for t in threads]
+                        + [num(one["p90_ms"], ".4f"), num(one["p99_ms"], ".4f"), num(one["fps"], ".0f"),
+                           num(100 * one.get("round_spread", 0.0), ".0f"), num(one.get("speedup_vs_pytorch"), ".2f"),
+                           num(one["peak_rss_mb"], ".0f")])
+        out += table(head, rows)
+        out += [f"<p>{e(s['name'])}: skipped ({e(s['reason'])})</p>" for s in bench.get("skipped", [])]
+    for name, data in plots.items():
+        out.append(f"<img alt='{e(name)}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>")
+    if report.get("timings_s"):
+        out.append("<h2>Stage timings (s)</h2><p>" + e(" | ".join(f"{k}: {v:.0f}" for k, v in
+                                                                  report["timings_s"].items())) + "</p>")
+    # For a browser check: every inline plot decoded.
+    out.append("<script>window.addEventListener('load',()=>{document.body.dataset.plots=[...document.images]"
+               ".every(i=>i.complete&&i.naturalWidth>0)?'ok':'broken'});</script></body></html>")
     return "\n".join(out)

@@ -93,10 +93,10 @@ def format_table(report: dict) -> str:
              f"{'pytorch_fp32 (reference)':<26} {'':<8}" + "".join(f"{ref[m]:12.3f}" for m in metrics)]
     for r in report["artifacts"]:
         if r.get("stale"):
-            lines.append(f"{r['name']:<26} STALE    {r['stale'][:90]}")
+            lines.append(f"{r['name']:<26} STALE    {r['stale']}")
             continue
         if r["status"] == "skipped":
-            lines.append(f"{r['name']:<26} skipped  {r['reason'][:70]}")
+            lines.append(f"{r['name']:<26} skipped  {r['reason']}")
             continue
         t, p = r["task"], r["tensor"]
         parity = (f" {p['max_abs_diff']:10.2e} {p['cosine']:9.6f}" if "cosine" in p

@@ -94,7 +94,11 @@ class _Worker:
         return answer
 
     def time_round(self, r: int) -> None:
+        """One round's share of the timed runs; a subject that has its runs and seconds already
+        (a slow reference model with few runs) sits the remaining rounds out."""
         o = self.options
+        if len(self.times) >= o.min_runs and sum(self.times) / 1000 >= o.min_seconds:
+            return
         answer = self._ask({"warmup": o.warmup if r == 0 else 0, "runs": -(-o.min_runs // o.rounds),
                             "seconds": o.min_seconds / o.rounds})
         self.times += answer["times_ms"]

@@ -62,8 +62,28 @@ def test_validate_bench_report(exported):
     full = build_report(exported)
     assert full["validation"]["artifacts"] and full["bench"]["rows"]
     md = (exported / "report.md").read_text()
-    assert "lifting_int8.pte" in md and "report_latency_accuracy.png" in md
+    assert "lifting_int8.pte" in md and "report_latency_accuracy.png" in md and "Thresholds: fp32: |delta| <= 0.1" in md
     assert (exported / "report_latency_accuracy.png").stat().st_size > 10_000
+    assert (exported / "report_deltas.png").stat().st_size > 10_000
+    dom = render_in_browser(exported / "report.html")
+    assert 'data-plots="ok"' in dom  # every inline plot decoded in a real browser
+    assert dom.count("<img") == 2 and "lifting_int8.pte" in dom and "loss &lt;= 2% on mpjpe_mm" in dom
+    assert "Core ML runs only on macOS" in dom  # notes kept whole, not cut mid-sentence
+
+
+def render_in_browser(page) -> str:
+    """The DOM of a local page after headless Chromium loaded it and ran its scripts."""
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("headless Chromium is not installed (.ci/run installs Debian's chromium)")
+    proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={page.parent / '.chromium'}", "--virtual-time-budget=5000", "--dump-dom",
+                           page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
 
 
 def test_validate_refuses_truncated_artifact(exported, tmp_path):
