@@ -26,8 +26,8 @@ from edgecap.models import get_family
 def load_run(run_dir: Path, expect_family: str | None = None) -> tuple[Any, Any]:
     """(family, run config) from RUN/run.json; refuses a run of another model."""
     spec = read_json(Path(run_dir) / "run.json", "run spec")
-    if "family" not in spec or "config" not in spec:
-        raise EdgecapError(f"{run_dir}/run.json: missing field 'family' or 'config'")
+    if not isinstance(spec, dict) or not isinstance(spec.get("family"), str) or not isinstance(spec.get("config"), dict):
+        raise EdgecapError(f"{run_dir}/run.json: field 'family' (a name) or 'config' (an object) is missing or wrong")
     if expect_family is not None and spec["family"] != expect_family:
         raise EdgecapError(
             f"run directory {run_dir} holds a {spec['family']!r} run, not {expect_family!r}; use another --out"
@@ -85,10 +85,27 @@ def load_manifest(run_dir: Path) -> dict:
     if not path.exists():
         raise EdgecapError(f"{path} not found: run `edgecap export {run_dir}` first")
     manifest = read_json(path, "manifest")
-    for field in ("family", "artifacts", "inputs", "outputs"):
-        if field not in manifest:
-            raise EdgecapError(f"{path}: missing field {field!r}")
+    if not isinstance(manifest, dict):
+        raise EdgecapError(f"{path}: expected a JSON object")
+    for field, kind in (("family", str), ("artifacts", list), ("inputs", dict), ("outputs", list),
+                        ("tolerances", dict)):
+        if not isinstance(manifest.get(field), kind):
+            raise EdgecapError(f"{path}: field {field!r} is missing or not a {kind.__name__}")
+    for i, entry in enumerate(manifest["artifacts"]):
+        _check_entry(entry, f"{path}: artifacts[{i}]")
     return manifest
+
+
+def _check_entry(entry, where: str) -> None:
+    """One manifest entry: its fields and types, and a file name inside export/."""
+    if not isinstance(entry, dict):
+        raise EdgecapError(f"{where}: expected an object")
+    for field, kind in (("name", str), ("file", str), ("format", str), ("precision", str), ("sha256", str),
+                        ("size_bytes", int)):
+        if not isinstance(entry.get(field), kind):
+            raise EdgecapError(f"{where}: field {field!r} is missing or not a {kind.__name__}")
+    if entry["file"] in ("", ".", "..") or Path(entry["file"]).name != entry["file"]:
+        raise EdgecapError(f"{where}: file {entry['file']!r} is not a file name inside export/")
 
 
 def verify_artifact(run_dir: Path, entry: dict) -> Path:
@@ -106,17 +123,17 @@ def verify_artifact(run_dir: Path, entry: dict) -> Path:
 
 
 def open_artifact(path: Path, family=None, threads: int = 1, input_names: list[str] | None = None,
-                  output_names: list[str] | None = None) -> Runner:
+                  output_names: list[str] | None = None, trusted: bool = False) -> Runner:
     """A runner over any artifact: one file of any format, or a multi-part folder composed by its
-    family (`family`, else the one its parts.json names)."""
+    family (`family`, else the one its parts.json names). `trusted`: verified against a manifest."""
     from edgecap.backends import open_parts, open_runner
 
     path = Path(path)
     if is_multipart(path):
-        spec, runners = open_parts(path, threads)
+        spec, runners = open_parts(path, threads, trusted)
         family = family or get_family(runners[spec["parts"][0]["name"]].metadata().get("model", ""))
         return family.compose(spec["layout"], runners, spec)
-    return open_runner(path, None, threads, input_names, output_names)
+    return open_runner(path, None, threads, input_names, output_names, trusted)
 
 
 def check_artifact_model(runner: Runner, family: str, path: Path) -> None:

@@ -70,7 +70,10 @@ def to_dict(cfg: Any) -> dict:
 
 
 def from_dict(cls: type, data: dict, where: str = "config") -> Any:
-    """Build the dataclass `cls` from a (nested) dict, rejecting unknown keys."""
+    """Build the dataclass `cls` from a (nested) dict as read from JSON: unknown keys and values
+    of the wrong type are refused, naming the field."""
+    if not isinstance(data, dict):
+        raise EdgecapError(f"{where}: expected an object of {cls.__name__} fields, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
@@ -78,13 +81,29 @@ def from_dict(cls: type, data: dict, where: str = "config") -> Any:
     kwargs = {}
     hints = typing.get_type_hints(cls)
     for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value, f"{where}.{name}")
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
+        kwargs[name] = _typed(value, hints[name], f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise EdgecapError(f"{where}: {e}") from None
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """`value` as the field type `hint` wants, or a clear error (JSON has no tuples: lists become tuples)."""
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise EdgecapError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(hint)
+        item = args[0] if args else Any
+        return tuple(_typed(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}.get(hint)
+    if ok is not None and not ok(value):
+        raise EdgecapError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return float(value) if hint is float else value
 
 
 @dataclass(frozen=True)

@@ -130,14 +130,15 @@ def load_array(path: Path, what: str = "input file"):
         raise EdgecapError(f"{what} {path} is a directory, not a .npy file") from None
     except EdgecapError:
         raise
-    except (ValueError, EOFError, OSError) as e:  # truncated data, object arrays, a corrupt header
-        raise EdgecapError(f"{what} {path} is truncated or not a plain numeric .npy array: {e}") from None
+    # numpy parses the header with ast.literal_eval: a corrupt one raises SyntaxError, TokenError,
+    # MemoryError (a huge declared shape), ... All of them mean the file is not a usable array.
+    except Exception as e:  # noqa: BLE001
+        raise EdgecapError(f"{what} {path} is truncated or not a plain numeric .npy array: "
+                           f"{type(e).__name__}: {e}") from None
 
 
 def load_arrays(path: Path, what: str = "input file") -> dict:
     """The named arrays of an .npz file, with the same one-line errors as `load_array`."""
-    import zipfile
-
     import numpy as np
 
     path = Path(path)
@@ -156,5 +157,6 @@ def load_arrays(path: Path, what: str = "input file") -> dict:
         raise EdgecapError(f"{what} {path} is a directory, not an .npz file") from None
     except EdgecapError:
         raise
-    except (ValueError, EOFError, OSError, zipfile.BadZipFile, KeyError) as e:
-        raise EdgecapError(f"{what} {path} is truncated or not an .npz of plain numeric arrays: {e}") from None
+    except Exception as e:  # noqa: BLE001 - as in load_array: any failure to parse means a corrupt file
+        raise EdgecapError(f"{what} {path} is truncated or not an .npz of plain numeric arrays: "
+                           f"{type(e).__name__}: {e}") from None

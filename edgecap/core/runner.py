@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from edgecap import EdgecapError
 from edgecap.core.arrays import Arrays, check_named_arrays
 
 
-class RunnerUnavailable(RuntimeError):
+class RunnerUnavailable(EdgecapError):
     """The artifact is valid but this host cannot execute it (e.g. Core ML off macOS)."""
 
 

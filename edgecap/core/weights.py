@@ -35,4 +35,8 @@ def load_weights(path: Path, module: torch.nn.Module) -> None:
     for k, v in expected.items():
         if tensors[k].shape != v.shape:
             raise EdgecapError(f"{path}: tensor {k!r} has shape {tuple(tensors[k].shape)}, model expects {tuple(v.shape)}")
+        if tensors[k].dtype != v.dtype:
+            raise EdgecapError(f"{path}: tensor {k!r} is {tensors[k].dtype}, model expects {v.dtype}")
+        if tensors[k].is_floating_point() and not torch.isfinite(tensors[k]).all():
+            raise EdgecapError(f"{path}: tensor {k!r} holds NaN or inf values")
     module.load_state_dict(tensors)

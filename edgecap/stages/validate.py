@@ -30,6 +30,12 @@ def check_tolerance(task: dict, reference: dict, rule: dict) -> list[str]:
     that beats PyTorch is as wrong as one that trails it. With "better" ("higher" or "lower"), it
     bounds only the loss: an int8 budget, where a gain is quantization noise to report, not a fault.
     """
+    if not isinstance(rule, dict) or not isinstance(rule.get("metrics"), list) or not rule["metrics"]:
+        raise EdgecapError(f"manifest tolerances: a rule must be an object with a list 'metrics', got {rule!r}")
+    missing = [m for m in rule["metrics"] if m not in task or m not in reference]
+    if missing:
+        raise EdgecapError(f"manifest tolerances: metrics {missing} are not measured by this model "
+                           f"(it reports {sorted(reference)})")
     better = rule.get("better")
     signs = {None: 0, "higher": -1, "lower": 1}
     if better not in signs:
@@ -71,6 +77,8 @@ def validate(run_dir: Path, parity_samples: int = 256, target: str = "host", pro
         check_artifact_model(runner, family.name, path)
         row["tensor"] = family.output_parity((runner.run(x), reference.run(x)) for x in sample)
         row["task"] = family.evaluate(batched(runner, 1), val, progress=f"{entry['name']}" if progress else None)
+        if entry["precision"] not in manifest["tolerances"]:
+            raise EdgecapError(f"manifest tolerances have no rule for precision {entry['precision']!r}")
         problems = check_tolerance(row["task"], ref_task, manifest["tolerances"][entry["precision"]])
         row["status"] = "fail" if problems else "pass"
         row["problems"] = problems

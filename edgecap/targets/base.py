@@ -48,4 +48,5 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def runner(self, path: Path, family=None, threads: int = 1, input_names: list[str] | None = None,
                output_names: list[str] | None = None) -> Runner:
-        """A runner of an artifact on this target, for validate."""
+        """A runner of an artifact on this target, for validate; the caller verified the file
+        against its manifest entry."""

@@ -40,7 +40,7 @@ class HostTarget(Target):
     def runner(self, path: Path, family=None, threads: int = 1, input_names=None, output_names=None) -> Runner:
         from edgecap.runs import open_artifact
 
-        return open_artifact(path, family, threads, input_names, output_names)
+        return open_artifact(path, family, threads, input_names, output_names, trusted=True)
 
     def measure(self, subjects: list[dict], inputs: Path, options: list[BenchOptions],
                 progress: bool = True) -> list[dict]:

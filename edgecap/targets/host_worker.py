@@ -63,8 +63,9 @@ def load(job: dict):
     else:
         from edgecap.runs import open_artifact
 
+        # Trusted: a runtime that aborts here takes only this worker down, and the host reports it.
         runner = open_artifact(subject["path"], family, job["threads"], subject.get("input_names"),
-                               subject.get("output_names"))
+                               subject.get("output_names"), trusted=True)
     if "scene" in subject:  # end to end: the family's app path on a scene file
         from edgecap.runs import load_run
 

@@ -19,6 +19,7 @@ from edgecap.models.lifting.model import LiftingConfig
 from edgecap.models.lifting.streaming import StreamingLifter
 
 INPUT = "keypoints_2d"
+MAX_PIXELS = 1e6  # beyond this a coordinate is not a pixel position (and float32 sums would overflow)
 OUTPUT = "joints_3d_mm"
 
 
@@ -71,6 +72,11 @@ def predict_file(runner: Runner, cfg: LiftingConfig, input_path: Path, output_pa
         raise EdgecapError(f"{input_path}: {int(bad.sum())} NaN/inf value(s), first at frame {frame}, joint {joint}, "
                            f"channel {channel} ({'x_px y_px validity'.split()[channel]}); mark a missing joint with "
                            "validity 0 instead of NaN")
+    far = np.abs(keypoints[..., :2]) > MAX_PIXELS
+    if far.any():
+        frame, joint, _ = (int(i) for i in np.argwhere(far)[0])
+        raise EdgecapError(f"{input_path}: coordinates beyond {MAX_PIXELS:.0e} px, first at frame {frame}, joint "
+                           f"{joint}: keypoints must be pixel positions")
     poses = StreamingLifter(runner, cfg.window, j, cfg.target).run_sequence(keypoints.astype(np.float32))
     with atomic_path(output_path) as tmp:
         with open(tmp, "wb") as f:

@@ -94,15 +94,20 @@ def check_image(image: np.ndarray, where: str) -> np.ndarray:
     return image
 
 
+MAX_IMAGE_PIXELS = 50_000_000
+
+
 def read_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:  # a decompression bomb, or not a photo
+                raise EdgecapError(f"image {path} is {im.width}x{im.height}: over {MAX_IMAGE_PIXELS:,} pixels")
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise EdgecapError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
         raise EdgecapError(f"image {path} is corrupt or not an image: {e}") from None
 
 

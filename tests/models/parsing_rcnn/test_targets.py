@@ -309,7 +309,7 @@ def test_distillation_without_rois_stays_in_graph():
 
 
 def test_qat_rejects_an_unknown_objective():
-    from edgecap.models.parsing_rcnn.training import qat_finetune
+    from edgecap.models.parsing_rcnn.train import qat_finetune
 
     with pytest.raises(EdgecapError, match=r"QAT objective must be one of \('distill', 'task'\), got 'mse'"):
         qat_finetune(None, None, 1, 1e-5, [], 4, progress=False, objective="mse")
