@@ -92,3 +92,17 @@ def log_tail(log_path: Path, lines: int = 8) -> list[str]:
     except OSError:
         return []
     return [ln for ln in text.splitlines() if ln.strip()][-lines:]
+
+
+def machine_load() -> tuple[float, int]:
+    """(1-minute load average, cores) of this machine."""
+    return os.getloadavg()[0], os.cpu_count() or 1
+
+
+def busy_note() -> str:
+    """A warning when the machine is busy (load above half its cores), else ''."""
+    load, cores = machine_load()
+    if load <= 0.5 * cores:
+        return ""
+    return (f"note: this machine is busy (load {load:.1f} on {cores} cores): stages take longer than on an idle "
+            "machine, and timings are noisier")

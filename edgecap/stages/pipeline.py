@@ -6,16 +6,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgecap import EdgecapError
+from edgecap.core.console import busy_note
+from edgecap.core.console import say as console_say
 from edgecap.core.io import write_json
 
 
 def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = "ptq",
                  formats: list[str] | None = None, layouts: list[str] | None = None,
-                 threads: tuple[int, ...] = (1, 2), progress: bool = True, say=print,
+                 threads: tuple[int, ...] = (1, 2), progress: bool = True, say=None,
                  bench_options: dict | None = None) -> dict:
     """bench_options: extra keyword arguments of `edgecap.stages.bench.bench` (e.g. min_runs).
-    layouts: the family's deployable layouts to export (default: whole)."""
-    from edgecap import EdgecapError
+    layouts: the family's deployable layouts to export (default: whole). say: where progress
+    lines go (default: the terminal, edgecap.core.console.say)."""
     from edgecap.models import get_family
     from edgecap.stages.bench import bench
     from edgecap.stages.bench import format_table as bench_table
@@ -30,8 +33,11 @@ def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = 
     if quant_method not in METHODS:
         raise EdgecapError(f"unknown quantization method {quant_method!r}; choose one of {METHODS}")
     formats, precisions, layouts = check_options(get_family(family_name), formats, None, layouts)
+    say = say or console_say
     out = Path(out)
     timings: dict[str, float] = {}
+    if busy_note():
+        say(busy_note())
 
     def stage(name, fn, *args, **kwargs):
         say(f"== {name}")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from edgecap.core.console import busy_note, machine_load
 from edgecap.core.console import progress as progress_bar
 
 from edgecap import EdgecapError
@@ -120,6 +121,8 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     log_path = run_dir / "train_log.jsonl"
     bar = progress_bar(total=tcfg.steps, initial=step, desc=f"train {family.name}", disable=not (progress and ctx.is_main))
+    if progress and ctx.is_main and busy_note():
+        bar.write(busy_note())
     t0, losses = time.time(), []
     while step < tcfg.steps:
         net.train()
@@ -137,7 +140,9 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
         losses.append(loss.item())
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.1f}")
+        if step % 20 == 0 or step == 1:  # the load beside the ETA: a slow ETA on a busy machine says why
+            load, cores = machine_load()
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.1f}", load=f"{load:.1f}/{cores} cores")
         record = None
         if step % tcfg.eval_every == 0 or step == tcfg.steps:
             record = {"step": step, "train_loss": float(np.mean(losses[-tcfg.eval_every:])), "lr": learning_rate(step - 1, tcfg),
