@@ -29,3 +29,18 @@ def test_readme_names_only_commands_that_exist():
     shell = "\n".join(re.findall(r"```bash\n(.*?)```", text, flags=re.S))
     used = set(re.findall(r"^edgecap (\w+)", shell, flags=re.M)) | set(re.findall(r"`edgecap (\w+)", text))
     assert used and used <= commands, used - commands
+
+
+def test_readme_command_lines_parse():
+    """Every `edgecap ...` line of the README's shell blocks is accepted by the CLI's parser (the
+    long runs themselves are the demo and the slow tests)."""
+    import shlex
+
+    from edgecap.cli import build_parser, split_set_values
+
+    shell = "\n".join(re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S))
+    lines = [ln.split("#")[0].strip() for ln in shell.splitlines() if ln.startswith("edgecap ")]
+    assert len(lines) >= 8
+    for line in lines:
+        args = build_parser().parse_args(split_set_values(shlex.split(line)[1:]))
+        assert args.command == shlex.split(line)[1]

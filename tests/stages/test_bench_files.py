@@ -78,3 +78,15 @@ def test_bench_files_refuses_inputs_of_the_wrong_shape(foreign_models, tmp_path,
     assert main(["bench", "--artifact", str(out / "tiny.onnx"), "--inputs", str(tmp_path / "bad.npz"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "pixels" in err and "(1, 3, 8, 16)" in err and "Traceback" not in err
+
+
+def test_noise_warns_on_a_busy_machine_and_an_unstable_row():
+    from edgecap.stages.bench import noise
+
+    idle = {"cores": 2, "load_average_1m": 0.3}
+    steady = [{"name": "a.onnx", "round_spread": 0.05}]
+    assert noise(idle, idle, steady)["warnings"] == []
+    busy = noise(idle, {"cores": 2, "load_average_1m": 3.5}, steady)
+    assert busy["load_after"] == 3.5 and "busy (load 3.5 on 2 cores)" in busy["warnings"][0]
+    shaky = noise(idle, idle, steady + [{"name": "b.tflite", "round_spread": 0.4}])
+    assert shaky["max_round_spread"] == 0.4 and "b.tflite moved by 40%" in shaky["warnings"][0]

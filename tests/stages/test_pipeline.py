@@ -5,6 +5,7 @@ import json
 import shutil
 import sys
 
+import numpy as np
 import pytest
 
 from edgecap import EdgecapError
@@ -159,3 +160,26 @@ def test_report_marks_results_of_a_changed_artifact_stale(exported, tmp_path, ca
     assert "modified after export" in rows["lifting_int8.onnx"]["stale"] and "stale" not in rows["lifting_fp32.onnx"]
     md = (run / "report.md").read_text()
     assert "lifting_int8.onnx" in md and "STALE" in md
+
+
+def test_truncated_tflite_with_a_matching_manifest_entry(exported, tmp_path, capsys):
+    """A truncated artifact that someone re-hashed into the manifest: the runtime's own check
+    refuses it with one line, no struct.error traceback."""
+    from edgecap.cli import main
+    from edgecap.core.io import sha256_of
+
+    run = tmp_path / "run"
+    shutil.copytree(exported, run)
+    path = run / "export" / "lifting_int8.tflite"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    manifest = json.loads((run / "export" / "manifest.json").read_text())
+    for entry in manifest["artifacts"]:
+        if entry["name"] == "lifting_int8.tflite":
+            entry["sha256"] = sha256_of(path)
+    (run / "export" / "manifest.json").write_text(json.dumps(manifest))
+    np.save(tmp_path / "kp.npy", np.zeros((10, 17, 3), np.float32))
+    code = main(["predict", str(run), "--artifact", "lifting_int8.tflite", "--input", str(tmp_path / "kp.npy"),
+                 "--output", str(tmp_path / "o.npy")])
+    err = capsys.readouterr().err
+    assert code == 2 and "lifting_int8.tflite" in err and "Traceback" not in err and "struct" not in err
+    assert not (tmp_path / "o.npy").exists()
