@@ -101,7 +101,8 @@ def main() -> int:
         head, rest = readme.split(START, 1)
         table = [START, ""]
         for r in results:
-            table += [f"**{r['family']}** (`{r['command']}`; {r['device'].get('cpu', '?')}):", ""] + markdown_table(r) + [""]
+            table += [f"**{r['family']}** (`{r['command']}`; {r['device'].get('cpu', '?')}):", ""]
+            table += markdown_table(r) + [""]
         write_text(REPO / "README.md", head + "\n".join(table) + END + rest.split(END, 1)[1])
     print(f"wrote {RESULTS / (result['family'] + '.json')} and {RESULTS / 'README.md'}")
     return 0

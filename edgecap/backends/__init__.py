@@ -28,7 +28,8 @@ class Backend:
 
 
 BACKENDS = {
-    "onnx": Backend("onnx", ".onnx", "edgecap.backends.onnx.export:export_onnx", "edgecap.backends.onnx.runner:OnnxRunner"),
+    "onnx": Backend("onnx", ".onnx", "edgecap.backends.onnx.export:export_onnx",
+                    "edgecap.backends.onnx.runner:OnnxRunner"),
     "tflite": Backend("tflite", ".tflite", "edgecap.backends.tflite.export:export_tflite",
                       "edgecap.backends.tflite.runner:TFLiteRunner"),
     "executorch": Backend("executorch", ".pte", "edgecap.backends.executorch.export:export_executorch",

@@ -99,7 +99,8 @@ class ArrayOnlyUnpickler(pickle.Unpickler):
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
-_KNOWN_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"{": "JSON text", b"TFL3": "a TFLite model"}
+_KNOWN_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"{": "JSON text",
+                b"TFL3": "a TFLite model"}
 
 
 def _what_it_is(head: bytes) -> str:

@@ -47,12 +47,12 @@ class HostTarget(Target):
         log = open(self.log_path, "a") if self.log_path else subprocess.DEVNULL
         workers = []
         try:
-            for subject, opt in progress_bar(list(zip(subjects, options)), desc="bench: load", disable=not progress,
-                                     leave=False):
+            pairs = list(zip(subjects, options))
+            for subject, opt in progress_bar(pairs, desc="bench: load", disable=not progress, leave=False):
                 workers.append(_Worker(subject, opt, inputs, log, self.log_path))
             rounds = max(o.rounds for o in options)
-            bar = progress_bar(total=rounds * len(workers), desc="bench: timing (interleaved)", disable=not progress,
-                       leave=False)
+            bar = progress_bar(total=rounds * len(workers), desc="bench: timing (interleaved)",
+                               disable=not progress, leave=False)
             for r in range(rounds):
                 for w in workers:
                     w.time_round(r)
