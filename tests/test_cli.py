@@ -201,7 +201,7 @@ def test_converter_output_goes_to_the_run_log_not_the_terminal(capfd, tiny_run, 
 def test_a_failure_shows_the_log_tail(capsys, tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    (run / "logs").mkdir()
+    (run / "logs").mkdir(exist_ok=True)
     (run / "logs" / "quantize.log").write_text("a line a library printed before the failure\n")
     (run / "model.safetensors").write_bytes(b"not a safetensors file")
     code, err = run_cli(capsys, "quantize", run, "-q")
