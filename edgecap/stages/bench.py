@@ -142,25 +142,32 @@ def bench_files(paths: list[Path], threads: tuple[int, ...] = (1, 2), inputs: Pa
     return report
 
 
-BUSY_LOAD = 0.5  # load average per core above which the machine counts as busy
-NOISY_SPREAD = 0.2  # round-to-round p50 spread above which a row counts as noisy
+BUSY_LOAD = 0.5  # share of the CPUs used by other work (or load average per core) that counts as busy
+NOISY_SPREAD = 0.5  # round-to-round p50 spread (max - min over p50) above which a row counts as noisy
 
 
 def noise(before: dict, after: dict, rows: list[dict]) -> dict:
-    """How much to trust the timings: the machine's load before and after, each row's
+    """How much to trust the timings: how busy the machine was before and after (CPU use of every
+    process, sampled while edgecap itself was idle; else the load average), each row's
     round-to-round spread, and a warning when either says the measurements were disturbed."""
     cores = before.get("cores") or 1
-    loads = [d["load_average_1m"] for d in (before, after) if "load_average_1m" in d]
-    worst = max(rows, key=lambda r: r.get("round_spread", 0.0), default=None)
+    busy = [d.get("cpu_busy_percent") for d in (before, after)]
+    loads = [d.get("load_average_1m") for d in (before, after)]
     warnings = []
-    if loads and max(loads) > BUSY_LOAD * cores:
+    if all(b is not None for b in busy):
+        if max(busy) > 100 * BUSY_LOAD:
+            warnings.append(f"the machine was busy ({max(busy):.0f}% of {cores} cores in use by other work): "
+                            "latencies are higher and noisier than on an idle machine")
+    elif all(v is not None for v in loads) and max(loads) > BUSY_LOAD * cores:
         warnings.append(f"the machine was busy (load {max(loads):.1f} on {cores} cores): latencies are higher and "
                         "noisier than on an idle machine")
+    worst = max(rows, key=lambda r: r.get("round_spread", 0.0), default=None)
     if worst is not None and worst.get("round_spread", 0.0) > NOISY_SPREAD:
-        warnings.append(f"{worst['name']} moved by {worst['round_spread']:.0%} between rounds: compare ratios within "
-                        "this run only")
-    return {"load_before": loads[0] if loads else None, "load_after": loads[-1] if loads else None,
-            "max_round_spread": worst.get("round_spread") if worst else None, "warnings": warnings}
+        warnings.append(f"{worst['name']} at {worst['threads']} thread(s) moved by {worst['round_spread']:.0%} between "
+                        "rounds: compare ratios within this run only")
+    return {"load_before": loads[0], "load_after": loads[1], "cpu_busy_percent_before": busy[0],
+            "cpu_busy_percent_after": busy[1], "max_round_spread": worst.get("round_spread") if worst else None,
+            "warnings": warnings}
 
 
 def _check_npz(path: Path, shapes: dict) -> None:
@@ -208,11 +215,16 @@ def _delegation_of(fmt: str, d: dict) -> str:
     return ""
 
 
+def _percent(value) -> str:
+    return "unknown" if value is None else f"{value:.0f}%"
+
+
 def format_table(report: dict) -> str:
     threads = report["threads"]
     device = report.get("device", {})
     lines = [f"target: {report['target']}  device: {device.get('cpu', '?')} ({device.get('cores', '?')} cores), "
-             f"load {device.get('load_average_1m', float('nan')):.1f}  interleaved in {report.get('rounds', 1)} rounds",
+             f"other work {_percent(device.get('cpu_busy_percent'))} of the CPUs  "
+             f"interleaved in {report.get('rounds', 1)} rounds",
              f"{'artifact':<28} {'size MB':>8} " + " ".join(f"{f'p50 {t}T':>9}" for t in threads)
              + f" {'p90 1T':>8} {'p99 1T':>8} {'FPS 1T':>9} {'spread':>7} {'x eager':>8} {'peak MB':>8} {'+load MB':>8}"]
     by_name: dict[str, dict] = {}

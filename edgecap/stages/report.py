@@ -314,7 +314,8 @@ def _html(report: dict, plots: dict[str, bytes]) -> str:
         threads, d = bench["threads"], bench.get("device", {})
         noise = bench.get("noise", {})
         out.append(f"<h2>Latency on {e(bench['target'])}</h2><p>{e(d.get('cpu', '?'))}, {e(d.get('cores', '?'))} "
-                   f"cores; load {_load(noise.get('load_before'))} before, {_load(noise.get('load_after'))} after; subjects timed "
+                   f"cores; other work used {_load(noise.get('cpu_busy_percent_before'))}% of the CPUs before, "
+                   f"{_load(noise.get('cpu_busy_percent_after'))}% after; subjects timed "
                    f"interleaved in {bench.get('rounds', 1)} rounds; spread = (max - min) of the per-round p50s / p50.</p>")
         out += [f"<p class='warn'>{e(w)}</p>" for w in noise.get("warnings", [])]
         head = ["artifact", "MB"] + [f"p50 {t}T ms" for t in threads] + ["p90 1T", "p99 1T", "FPS 1T", "spread",

@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ class HostTarget(Target):
 
     def device_facts(self) -> dict:
         return {"target": "host", "cpu": cpu_name(), "cores": os.cpu_count(), "os": platform.platform(),
-                "load_average_1m": os.getloadavg()[0]}
+                "load_average_1m": os.getloadavg()[0], "cpu_busy_percent": cpu_busy_percent()}
 
     def runner(self, path: Path, family=None, threads: int = 1, input_names=None, output_names=None) -> Runner:
         from edgecap.runs import open_artifact
@@ -126,6 +127,23 @@ def _tail(log_path: Path | None, lines: int = 3) -> str:
         return ""
     tail = [ln for ln in Path(log_path).read_text(errors="replace").splitlines() if ln.strip()][-lines:]
     return (" | " + " | ".join(tail)) if tail else ""
+
+
+def cpu_busy_percent(seconds: float = 0.5) -> float | None:
+    """How busy the CPUs are right now (all processes, over `seconds`), from /proc/stat. Unlike the
+    1-minute load average it does not remember the stage that ran just before."""
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 100.0 * (1 - (idle1 - idle0) / max(total1 - total0, 1))
 
 
 def cpu_name() -> str:

@@ -83,10 +83,12 @@ def test_bench_files_refuses_inputs_of_the_wrong_shape(foreign_models, tmp_path,
 def test_noise_warns_on_a_busy_machine_and_an_unstable_row():
     from edgecap.stages.bench import noise
 
-    idle = {"cores": 2, "load_average_1m": 0.3}
-    steady = [{"name": "a.onnx", "round_spread": 0.05}]
+    idle = {"cores": 2, "load_average_1m": 1.9, "cpu_busy_percent": 3.0}  # a high load left by the last stage
+    steady = [{"name": "a.onnx", "threads": 1, "round_spread": 0.05}]
     assert noise(idle, idle, steady)["warnings"] == []
-    busy = noise(idle, {"cores": 2, "load_average_1m": 3.5}, steady)
-    assert busy["load_after"] == 3.5 and "busy (load 3.5 on 2 cores)" in busy["warnings"][0]
-    shaky = noise(idle, idle, steady + [{"name": "b.tflite", "round_spread": 0.4}])
-    assert shaky["max_round_spread"] == 0.4 and "b.tflite moved by 40%" in shaky["warnings"][0]
+    busy = noise(idle, {**idle, "cpu_busy_percent": 95.0}, steady)
+    assert busy["cpu_busy_percent_after"] == 95.0 and "busy (95% of 2 cores" in busy["warnings"][0]
+    no_proc = {"cores": 2, "load_average_1m": 3.5, "cpu_busy_percent": None}  # no /proc/stat: the load average
+    assert "busy (load 3.5 on 2 cores)" in noise(no_proc, no_proc, steady)["warnings"][0]
+    shaky = noise(idle, idle, steady + [{"name": "b.tflite", "threads": 2, "round_spread": 0.6}])
+    assert shaky["max_round_spread"] == 0.6 and "b.tflite at 2 thread(s) moved by 60%" in shaky["warnings"][0]
