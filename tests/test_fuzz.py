@@ -189,29 +189,21 @@ def npz_cases(run: Path, tmp: Path, scale: int, capsys):
                 assert got["joints_3d_mm"].shape == (1, 17, 3) and np.isfinite(got["joints_3d_mm"]).all(), case
 
 
-def file_cases(run: Path, tmp: Path, scale: int, name: str, argv, count: int, capsys, seed: int):
-    """Byte mutations of one file of a run (weights, run spec, manifest, an artifact)."""
+def run_file_cases(run: Path, tmp: Path, scale: int, name: str, argv, count: int, capsys, seed: int, as_json: bool):
+    """Mutations of one file of a run (weights, run spec, manifest): its bytes, or (`as_json`) its
+    JSON values."""
     rng = np.random.default_rng(seed)
     raw = (run / name).read_bytes()
     copy = tmp / f"case-{seed}"
     for _ in range(count * scale):
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints", "logs"))
-        case, data = mutate_bytes(raw, rng)
+        if as_json:
+            case, obj = mutate_json(json.loads(raw), rng)
+            data = json.dumps(obj).encode()
+        else:
+            case, data = mutate_bytes(raw, rng)
         (copy / name).write_bytes(data)
-        cli_case(argv(copy), f"{name}: {case}", capsys=capsys)
-
-
-def json_cases(run: Path, tmp: Path, scale: int, name: str, argv, count: int, capsys, seed: int):
-    """Value mutations of one JSON file of a run (run spec, manifest)."""
-    rng = np.random.default_rng(seed)
-    original = json.loads((run / name).read_text())
-    copy = tmp / f"json-{seed}"
-    for _ in range(count * scale):
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints", "logs"))
-        case, obj = mutate_json(original, rng)
-        (copy / name).write_text(json.dumps(obj))
         cli_case(argv(copy), f"{name}: {case}", capsys=capsys)
 
 
@@ -278,15 +270,16 @@ def densepose_json_cases(tmp: Path, scale: int):
 def run_all_kinds(fuzz_run, tmp_path, scale, capsys):
     keypoint_cases(fuzz_run, tmp_path, scale, capsys)
     npz_cases(fuzz_run, tmp_path, scale, capsys)
-    file_cases(fuzz_run, tmp_path, scale, "model.safetensors", lambda r: ["evaluate", r, "-q"], 12, capsys, 10)
-    file_cases(fuzz_run, tmp_path, scale, "run.json", lambda r: ["evaluate", r, "-q"], 10, capsys, 11)
-    json_cases(fuzz_run, tmp_path, scale, "run.json", lambda r: ["evaluate", r, "-q"], 25, capsys, 12)
+    evaluate = lambda r: ["evaluate", r, "-q"]  # noqa: E731
+    run_file_cases(fuzz_run, tmp_path, scale, "model.safetensors", evaluate, 12, capsys, 10, as_json=False)
+    run_file_cases(fuzz_run, tmp_path, scale, "run.json", evaluate, 10, capsys, 11, as_json=False)
+    run_file_cases(fuzz_run, tmp_path, scale, "run.json", evaluate, 25, capsys, 12, as_json=True)
     manifest = "export/manifest.json"
     predict = lambda r: ["predict", r, "--artifact", "lifting_fp32.onnx", "--input", r / "kp.npy",  # noqa: E731
                          "--output", r / "o.npy"]
     np.save(fuzz_run / "kp.npy", np.zeros((10, 17, 3), np.float32))
-    file_cases(fuzz_run, tmp_path, scale, manifest, predict, 10, capsys, 13)
-    json_cases(fuzz_run, tmp_path, scale, manifest, predict, 30, capsys, 14)
+    run_file_cases(fuzz_run, tmp_path, scale, manifest, predict, 10, capsys, 13, as_json=False)
+    run_file_cases(fuzz_run, tmp_path, scale, manifest, predict, 30, capsys, 14, as_json=True)
     artifact_cases(fuzz_run, tmp_path, scale, capsys)
     image_cases(tmp_path, scale)
     densepose_json_cases(tmp_path, scale)

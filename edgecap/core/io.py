@@ -110,54 +110,45 @@ def _what_it_is(head: bytes) -> str:
     return ""
 
 
-def load_array(path: Path, what: str = "input file"):
-    """One array from a .npy file, with a one-line error for anything else: missing, empty,
-    truncated, pickled objects, another kind of file. Never unpickles."""
-    import numpy as np
-
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if not head:
-                raise EdgecapError(f"{what} {path} is empty")
-            if not head.startswith(_NPY_MAGIC):
-                raise EdgecapError(f"{what} {path} is not a .npy array file{_what_it_is(head)}")
-            f.seek(0)
-            return np.load(f, allow_pickle=False)
-    except FileNotFoundError:
-        raise EdgecapError(f"{what} not found: {path}") from None
-    except IsADirectoryError:
-        raise EdgecapError(f"{what} {path} is a directory, not a .npy file") from None
-    except EdgecapError:
-        raise
-    # numpy parses the header with ast.literal_eval: a corrupt one raises SyntaxError, TokenError,
-    # MemoryError (a huge declared shape), ... All of them mean the file is not a usable array.
-    except Exception as e:  # noqa: BLE001
-        raise EdgecapError(f"{what} {path} is truncated or not a plain numeric .npy array: "
-                           f"{type(e).__name__}: {e}") from None
-
-
-def load_arrays(path: Path, what: str = "input file") -> dict:
-    """The named arrays of an .npz file, with the same one-line errors as `load_array`."""
-    import numpy as np
-
+def _read_numpy(path: Path, what: str, magic: bytes, expected: str, parse):
+    """`parse(path)` of a numpy file, after checking it is there, not empty and of the right kind;
+    every failure is one line that names the file."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
             head = f.read(8)
         if not head:
             raise EdgecapError(f"{what} {path} is empty")
-        if not head.startswith(_ZIP_MAGIC):
-            raise EdgecapError(f"{what} {path} is not an .npz archive of named arrays{_what_it_is(head)}")
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        if not head.startswith(magic):
+            raise EdgecapError(f"{what} {path} is not {expected}{_what_it_is(head)}")
+        return parse(path)
     except FileNotFoundError:
         raise EdgecapError(f"{what} not found: {path}") from None
     except IsADirectoryError:
-        raise EdgecapError(f"{what} {path} is a directory, not an .npz file") from None
+        raise EdgecapError(f"{what} {path} is a directory, not {expected}") from None
     except EdgecapError:
         raise
-    except Exception as e:  # noqa: BLE001 - as in load_array: any failure to parse means a corrupt file
-        raise EdgecapError(f"{what} {path} is truncated or not an .npz of plain numeric arrays: "
+    # numpy parses a .npy header with ast.literal_eval: a corrupt one raises SyntaxError, TokenError,
+    # MemoryError (a huge declared shape), ... All of them mean the file is not usable.
+    except Exception as e:  # noqa: BLE001
+        raise EdgecapError(f"{what} {path} is truncated or not {expected} of plain numeric data: "
                            f"{type(e).__name__}: {e}") from None
+
+
+def load_array(path: Path, what: str = "input file"):
+    """One array from a .npy file, with a one-line error for anything else: missing, empty,
+    truncated, pickled objects, another kind of file. Never unpickles."""
+    import numpy as np
+
+    return _read_numpy(path, what, _NPY_MAGIC, "a .npy array file", lambda p: np.load(p, allow_pickle=False))
+
+
+def load_arrays(path: Path, what: str = "input file") -> dict:
+    """The named arrays of an .npz file, with the same one-line errors as `load_array`."""
+    import numpy as np
+
+    def parse(p: Path) -> dict:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    return _read_numpy(path, what, _ZIP_MAGIC, "an .npz archive of named arrays", parse)
