@@ -141,7 +141,7 @@ def test_predict_bad_inputs(capsys, tiny_run, tmp_path):
     ("zero_frames", "holds no frames"),
     (b"\x89PNG\r\n\x1a\n" + bytes(64), "is not a .npy array file (it looks like a PNG image)"),
     ("nan_at_frame_7", "first at frame 7, joint 3, channel 0 (x_px)"),
-    ("object_array", "not a plain numeric .npy array"),
+    ("object_array", "of plain numeric data"),
     ("strings", "dtype <U1, expected float32"),
 ])
 def test_predict_input_files_that_used_to_raise_tracebacks(capsys, tiny_run, tmp_path, content, message):
