@@ -66,13 +66,14 @@ def predict_file(runner: Runner, cfg: LiftingConfig, input_path: Path, output_pa
         raise EdgecapError(f"{input_path}: the keypoints file holds no frames (shape {keypoints.shape})")
     if not np.issubdtype(keypoints.dtype, np.number) or np.issubdtype(keypoints.dtype, np.complexfloating):
         raise EdgecapError(f"{input_path}: keypoints have dtype {keypoints.dtype}, expected float32")
-    bad = ~np.isfinite(keypoints.astype(np.float64))
+    values = keypoints.astype(np.float64)
+    bad = ~np.isfinite(values)
     if bad.any():
         frame, joint, channel = (int(i) for i in np.argwhere(bad)[0])
         raise EdgecapError(f"{input_path}: {int(bad.sum())} NaN/inf value(s), first at frame {frame}, joint {joint}, "
                            f"channel {channel} ({'x_px y_px validity'.split()[channel]}); mark a missing joint with "
                            "validity 0 instead of NaN")
-    far = np.abs(keypoints[..., :2]) > MAX_PIXELS
+    far = np.abs(values[..., :2]) > MAX_PIXELS
     if far.any():
         frame, joint, _ = (int(i) for i in np.argwhere(far)[0])
         raise EdgecapError(f"{input_path}: coordinates beyond {MAX_PIXELS:.0e} px, first at frame {frame}, joint "
