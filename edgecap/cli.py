@@ -320,11 +320,18 @@ def _log_path(a) -> Path | None:
     run = getattr(a, "run", None) or getattr(a, "out", None)
     if a.command in ("train", "pipeline"):
         run = a.out or DEFAULT_RUN.format(model=a.model)
-    if a.command == "bench" and getattr(a, "artifact", None):
-        return Path(a.out).with_suffix(".log") if a.out else Path.cwd() / "edgecap-bench.log"
+    if a.command == "bench" and a.artifact:
+        return Path(a.out).with_suffix(".log") if a.out else _scratch_log(a.command)
     if a.command == "predict" and not run:
-        return Path(a.output).with_name(Path(a.output).name + ".log")
+        return _scratch_log(a.command)
     return Path(run) / "logs" / f"{a.command}.log" if run else None
+
+
+def _scratch_log(command: str) -> Path:
+    """The log of a command with no run directory (a model file of the user's)."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "edgecap-logs" / f"{command}.log"
 
 
 def check_arguments(a) -> None:
