@@ -248,7 +248,7 @@ def test_other_presets_export_to_every_format(preset, tmp_path):
         if entry["precision"] != "fp32" or entry["format"] == "coreml":
             continue
         runner = open_artifact(out / "export" / entry["file"])
-        parity = family.output_parity(((runner.run(x), ref) for x, ref in zip(images, refs)), score_threshold=0.001)
+        parity = app.output_parity(((runner.run(x), ref) for x, ref in zip(images, refs)), score_threshold=0.001)
         assert parity["reference"] > 0 and parity["recall"] >= MIN_RECALL, (entry["name"], parity)
         assert parity["label_agreement"] > 0.99 and parity["uv_max_abs"] < 1e-2, (entry["name"], parity)
 
