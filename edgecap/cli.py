@@ -329,9 +329,10 @@ def _log_path(a) -> Path | None:
 
 def _scratch_log(command: str) -> Path:
     """The log of a command with no run directory (a model file of the user's)."""
+    import os
     import tempfile
 
-    return Path(tempfile.gettempdir()) / "edgecap-logs" / f"{command}.log"
+    return Path(tempfile.gettempdir()) / f"edgecap-logs-{os.getuid()}" / f"{command}.log"
 
 
 def check_arguments(a) -> None:

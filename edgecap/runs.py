@@ -48,7 +48,7 @@ def load_trained_model(run_dir: Path, expect_family: str | None = None) -> tuple
 
 def derive_run(source: Path, out: Path, overrides: list[str]) -> dict:
     """A new run directory with the source run's trained weights under a changed config, e.g.
-    `model.input_size=512` to export a 320-trained detector at 512. Only settings that leave
+    `model.input_size=512` to export a model trained at input 320 at 512. Only settings that leave
     every weight's shape unchanged are possible (the weights are loaded strictly into the new
     model, and a mismatch names the tensor). Later stages run on the new directory as usual.
     The training record (model.json) is copied with `derived_from`; its metrics are the
@@ -131,7 +131,12 @@ def open_artifact(path: Path, family=None, threads: int = 1, input_names: list[s
     path = Path(path)
     if is_multipart(path):
         spec, runners = open_parts(path, threads, trusted)
-        family = family or get_family(runners[spec["parts"][0]["name"]].metadata().get("model", ""))
+        if family is None:
+            named = runners[spec["parts"][0]["name"]].metadata().get("model")
+            if not named:
+                raise EdgecapError(f"{path}: its parts name no model family, so edgecap cannot join them; "
+                                   "open each part file on its own")
+            family = get_family(named)
         return family.compose(spec["layout"], runners, spec)
     return open_runner(path, None, threads, input_names, output_names, trusted)
 

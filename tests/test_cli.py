@@ -198,12 +198,20 @@ def test_converter_output_goes_to_the_run_log_not_the_terminal(capfd, tiny_run, 
         assert noise not in shown, noise
 
 
-def test_a_failure_shows_the_log_tail(capsys, tiny_run, tmp_path):
+def test_a_failure_shows_the_tail_of_its_own_log(capsys, tiny_run, tmp_path, monkeypatch):
+    import edgecap.stages.quantize as stage
+
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     (run / "logs").mkdir(exist_ok=True)
-    (run / "logs" / "quantize.log").write_text("a line a library printed before the failure\n")
-    (run / "model.safetensors").write_bytes(b"not a safetensors file")
+    (run / "logs" / "quantize.log").write_text("a line of an earlier command\n")
+
+    def failing_quantize(*args, **kwargs):
+        print("a line a library printed before the failure")
+        raise stage.EdgecapError("the recipe could not be made")
+
+    monkeypatch.setattr(stage, "quantize", failing_quantize)
     code, err = run_cli(capsys, "quantize", run, "-q")
-    assert code == 2 and err.startswith("edgecap quantize: error: ") and "is corrupt or not safetensors" in err
+    assert code == 2 and err.startswith("edgecap quantize: error: the recipe could not be made")
     assert f"last lines of {run / 'logs' / 'quantize.log'}" in err and "a library printed" in err
+    assert "earlier command" not in err  # only this command's part of the log

@@ -41,5 +41,5 @@ def check_named_arrays(arrays: dict, shapes: dict[str, tuple], where: str) -> No
             first = tuple(int(i) for i in np.argwhere(bad)[0])
             raise EdgecapError(
                 f"{where}: input {name!r} has {int(bad.sum())} NaN/inf value(s), first at index {first}; "
-                "mark missing keypoints with validity 0 instead of NaN"
+                "replace them before running the model (the model's docs say how to mark a missing value)"
             )

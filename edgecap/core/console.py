@@ -55,12 +55,19 @@ def _own_copy(stream, fd: int) -> io.TextIOBase:
 @contextlib.contextmanager
 def quiet_to(log_path: Path):
     """Send every other library's output, Python-level and C-level, to `log_path` (appended)."""
+    from edgecap import EdgecapError
+
     log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "a", buffering=1, errors="replace")
+    except OSError as e:
+        raise EdgecapError(f"cannot write the log {log_path}: {e}") from None
+    log.write(f"{MARKER} {' '.join(sys.argv)}\n")
     out, err = _own_copy(sys.stdout, 1), _own_copy(sys.stderr, 2)
     saved = {fd: os.dup(fd) for fd in (1, 2)}
     old_streams = sys.stdout, sys.stderr
-    with open(log_path, "a", buffering=1, errors="replace") as log:
+    with log:
         for stream in old_streams:
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -85,12 +92,16 @@ def quiet_to(log_path: Path):
                     stream.close()
 
 
+MARKER = "==== edgecap:"  # starts each command's part of a log
+
+
 def log_tail(log_path: Path, lines: int = 8) -> list[str]:
-    """The last non-empty lines of a log, for an error message."""
+    """The last non-empty lines the current command wrote to a log, for an error message."""
     try:
         text = Path(log_path).read_text(errors="replace")
     except OSError:
         return []
+    text = text.rsplit(MARKER, 1)[-1].split("\n", 1)[-1] if MARKER in text else text
     return [ln for ln in text.splitlines() if ln.strip()][-lines:]
 
 

@@ -54,7 +54,6 @@ class FamilyFacts:
     batchable: bool = True  # False: the graph takes exactly one input row
     qat_lr: float = 2e-5
     qat_objective: str = "task"  # what QAT fine-tunes against (recorded in quant.json)
-    example_file: str = ""  # what `edgecap predict --input` takes, for help texts
     # `key=value` overrides for a seconds-scale run (tiny model and data): smoke tests, the
     # generic family tests, and a first look before the real run.
     quick_overrides: tuple[str, ...] = ()

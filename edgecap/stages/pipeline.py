@@ -49,6 +49,8 @@ def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = 
             write_json(out / "pipeline_timings.json", timings)
 
     result = stage("train", train, family_name, run_cfg, out, progress=progress)
+    if not result:  # a non-zero DDP rank under torchrun: rank 0 goes on alone
+        return timings
     say(f"val: {_fmt(result.get('val', {}))}; baselines: "
         + "; ".join(f"{k}: {_fmt(v)}" for k, v in result.get("baselines", {}).items()))
     stage("quantize", quantize, out, method=quant_method, progress=progress)

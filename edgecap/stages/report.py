@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgecap import EdgecapError
 from edgecap.core.io import atomic_path, read_json, sha256_of, write_json, write_text
+from edgecap.runs import load_manifest
 from edgecap.stages.bench import format_table as bench_table
 from edgecap.stages.validate import format_table as validate_table
 
@@ -54,7 +55,7 @@ def build_report(run_dir: Path) -> dict:
         "run": read_json(run_dir / "run.json", "run spec"),
         "training": _maybe(run_dir / "model.json", "model spec"),
         "quantization": _maybe(run_dir / "quantize" / "quant.json", "quantization recipe"),
-        "export": _maybe(run_dir / "export" / "manifest.json", "manifest"),
+        "export": load_manifest(run_dir) if (run_dir / "export" / "manifest.json").exists() else None,
         "validation": _maybe(run_dir / "validate.json", "validation report"),
         "bench": _maybe(run_dir / "bench.json", "bench report"),
         "timings_s": _maybe(run_dir / "pipeline_timings.json", "pipeline timings"),
@@ -171,7 +172,7 @@ def rule_text(rule: dict) -> str:
 
 def _plot_scenes(run_dir: Path, report: dict) -> str | None:
     """End-to-end latency (the app's whole path) on each of the family's bench scenes."""
-    rows = (report.get("bench") or {}).get("end_to_end") or []
+    rows = [r for r in (report.get("bench") or {}).get("end_to_end") or [] if not r.get("stale")]
     if not rows:
         return None
     import matplotlib

@@ -75,7 +75,11 @@ class _Worker:
                "TF_CPP_MIN_LOG_LEVEL": "3"}
         self.proc = subprocess.Popen([sys.executable, "-m", "edgecap.targets.host_worker", json.dumps(job)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-        self.ready = self._ask(None)
+        try:
+            self.ready = self._ask(None)
+        except BaseException:
+            self.close()  # the caller never gets this worker: end its process here
+            raise
         self.times: list[float] = []
         self.round_p50: list[float] = []
         self.facts: dict = {}
@@ -120,6 +124,9 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def _tail(log_path: Path | None, lines: int = 3) -> str:

@@ -37,7 +37,10 @@ class OnnxRunner(Runner):
     def run(self, inputs: Arrays) -> Arrays:
         check_named_arrays(inputs, self.input_shapes, f"{self.path.name}")
         feed = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}
-        outs = self.session.run(self.output_names, feed)
+        try:
+            outs = self.session.run(self.output_names, feed)
+        except Exception as e:  # ORT's own Fail/InvalidArgument types
+            raise EdgecapError(f"{self.path.name}: ONNX Runtime failed to run the model: {e}") from None
         return dict(zip(self.output_names, outs))
 
     def metadata(self) -> dict[str, str]:

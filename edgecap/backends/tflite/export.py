@@ -3,7 +3,7 @@
 int8: LiteRT's PT2EQuantizer (symmetric, per-channel int8 weights, int8 activations) wrapped
 in `KeepFloat` so `req.float_modules` stay fp32, calibrated on `req.calibration`. The model
 keeps float32 inputs and outputs (but for the request's `quantized_outputs`, e.g. a split
-detector's features, which the runner dequantizes); QUANTIZE/DEQUANTIZE ops sit inside the graph.
+first part's features handed to the next part, which the runner dequantizes); QUANTIZE/DEQUANTIZE ops sit inside the graph.
 
 Metadata goes into the flatbuffer's native `Model.metadata` table: one entry "edgecap" whose
 buffer is the JSON of `req.metadata` plus the edgecap input/output names and the LiteRT

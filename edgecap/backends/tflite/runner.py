@@ -95,7 +95,7 @@ class TFLiteRunner(Runner):
             elif dtype != np.float32:
                 raise EdgecapError(f"{self.path}: input {name!r} ({key}) is {dtype.__name__}, expected float32 or int8")
             self.input_shapes[name] = tuple(int(s) for s in in_details[key]["shape"])
-        # int8 outputs: only those the exporter allowed (a split detector's features).
+        # int8 outputs: only those the exporter allowed (features one part hands to the next).
         self._dequantize = {}
         for name, key in self._outputs.items():
             out = out_details[key]

@@ -35,7 +35,6 @@ class LiftingFamily(ModelFamily):
             "fp32": {"metrics": ["mpjpe_mm", "p_mpjpe_mm"], "max_abs_delta": 0.1},
             "int8": {"metrics": ["mpjpe_mm", "p_mpjpe_mm"], "max_rel_delta": 0.02, "better": "lower"},
         },
-        example_file="a .npy of 2D keypoints (frames, J, 3) = x_px, y_px, validity -> .npy of 3D joints in mm",
         quick_overrides=("model.hidden=64", "model.blocks=1", "train.steps=40", "train.batch_size=64",
                          "train.eval_every=20", "train.checkpoint_every=20", "data.train_sequences=24",
                          "data.val_sequences=4", "data.frames=60"),

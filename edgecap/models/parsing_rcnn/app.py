@@ -233,6 +233,7 @@ class PartsRunner(Runner):
         self.min_score = float(min_score)
         det, dense_spec = spec["parts"]
         self.input_names, self.output_names = list(det["inputs"]), list(spec["outputs"])
+        self.input_shapes = dict(detector.input_shapes)
         self.feature_names, self.box_input = list(dense_spec["inputs"][:-1]), dense_spec["inputs"][-1]
         self.dense_outputs = list(dense_spec["outputs"])
         self.dense_shapes = {n: tuple(s) for n, s in dense_spec["output_shapes"].items()}

@@ -62,7 +62,6 @@ class ParsingRCNNFamily(ModelFamily):
         batchable=False,  # one image per forward (the RPN and the static D slots are per image)
         qat_lr=5e-6,  # 2e-5 moved the float model (GPS 0.039 -> 0.036 on a 4500-step run; docs/parsing_rcnn_int8.md)
         qat_objective="distill",  # see train.qat_finetune; "task" fine-tunes on the training losses
-        example_file="an RGB image -> IUV .png (I, U*255, V*255) and a *_contours.png drawing beside it",
         quick_overrides=("data.train_images=6", "data.val_images=3", "data.max_people=2", "train.batch_size=1",
                          "train.eval_every=100", "train.checkpoint_every=100", "train.warmup_steps=1",
                          "train.steps=2"),
