@@ -22,7 +22,8 @@ class Runner:
     format: str = ""
     input_names: list[str]
     output_names: list[str]
-    input_shapes: dict[str, tuple]  # None on an axis of any size; set by the backends' runners
+    # Input shapes, None on an axis of any size; set by the backends' runners ({}: not known, e.g. eager).
+    input_shapes: dict[str, tuple] = {}
 
     def run(self, inputs: Arrays) -> Arrays:
         raise NotImplementedError
