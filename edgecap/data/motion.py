@@ -28,11 +28,25 @@ class MotionDataConfig:
     val_subjects: tuple[str, ...] = ("S9", "S11")
     frame_stride: int = 1
 
+    # (low, high) of every number; a value outside is refused before any data is made.
+    RANGES = {"seed": (0, 2**32 - 1), "train_sequences": (1, 1_000_000), "val_sequences": (1, 1_000_000),
+              "frames": (1, 1_000_000), "fps": (1.0, 10_000.0), "noise_px": (0.0, 1_000.0),
+              "drop_prob": (0.0, 1.0), "occlusion_rate": (0.0, 1.0), "frame_stride": (1, 10_000)}
+
+    def validate(self) -> None:
+        if self.source not in ("synthetic", "h36m"):
+            raise EdgecapError(f"data.source must be 'synthetic' or 'h36m', got {self.source!r}")
+        for name, (low, high) in self.RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:  # NaN fails too
+                raise EdgecapError(f"data.{name} must be in [{low}, {high}], got {value!r}")
+
 
 def load_motion_windows(cfg: MotionDataConfig, skeleton: str, window: int, target: str, split: str) -> PoseWindows:
     """Windows for `split` ("train" | "val")."""
     if split not in ("train", "val"):
         raise EdgecapError(f"unknown split {split!r}; expected 'train' or 'val'")
+    cfg.validate()
     if cfg.source == "synthetic":
         from edgecap.data.synthetic_motion import generate_motion
 

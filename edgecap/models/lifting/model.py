@@ -43,8 +43,13 @@ class LiftingConfig:
 
     def validate(self) -> None:
         get_skeleton(self.skeleton)
-        if self.window < 1:
-            raise EdgecapError(f"model.window must be >= 1, got {self.window}")
+        if not 1 <= self.window <= 1024:
+            raise EdgecapError(f"model.window must be in [1, 1024], got {self.window}")
+        if not 1 <= self.hidden <= 65536 or not 0 <= self.blocks <= 64:
+            raise EdgecapError(f"model.hidden must be in [1, 65536] and model.blocks in [0, 64], got {self.hidden} "
+                               f"and {self.blocks}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise EdgecapError(f"model.dropout must be in [0, 1), got {self.dropout}")
         if self.target not in ("last", "centre"):
             raise EdgecapError(f"model.target must be 'last' or 'centre', got {self.target!r}")
         if self.target == "centre" and self.window % 2 == 0:
