@@ -193,6 +193,11 @@ class DensePoseCOCO:
             missing = [k for k in _IMAGE_FIELDS if not isinstance(img, dict) or k not in img]
             if missing:
                 raise EdgecapError(f"{self.json_path}: images[{n}] is missing {missing}")
+            kinds = {"id": int, "file_name": str, "width": int, "height": int}
+            wrong = [k for k, kind in kinds.items() if not isinstance(img[k], kind) or isinstance(img[k], bool)]
+            if wrong or not img["file_name"] or img["width"] < 1 or img["height"] < 1:
+                raise EdgecapError(f"{self.json_path}: images[{n}] has a bad {', '.join(wrong) or 'size or file_name'}"
+                                   f": {({k: img[k] for k in kinds})}")
         image_ids = {img["id"] for img in images}
         if len(image_ids) != len(images):
             raise EdgecapError(f"{self.json_path}: duplicate image ids")
