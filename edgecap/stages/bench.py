@@ -9,6 +9,7 @@ PyTorch eager model, the family's reference models and its end-to-end scenes are
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
                          rounds=min(rounds, 5))
     work = [(s, t) for s in subjects for t in threads]
     results = tgt.measure([s for s, _ in work], inputs,
-                          [_with_threads(heavy if s["kind"] == "reference" else normal, t) for s, t in work], progress)
+                          [replace(heavy if s["kind"] == "reference" else normal, threads=t) for s, t in work], progress)
     rows = []
     for (s, t), result in zip(work, results):
         size = s["size_bytes"] if "size_bytes" in s else 4 * result["params"]
@@ -176,12 +177,6 @@ def _check_npz(path: Path, shapes: dict) -> None:
     arrays = load_arrays(path, "--inputs file")
     for model, s in shapes.items():
         check_named_arrays(arrays, s, f"--inputs {path} for {model.name}")
-
-
-def _with_threads(options: BenchOptions, threads: int) -> BenchOptions:
-    from dataclasses import replace
-
-    return replace(options, threads=threads)
 
 
 def _add_ratios(rows: list[dict], eager: list[str], references: list[str]) -> None:
