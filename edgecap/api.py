@@ -8,6 +8,9 @@
     api.validate("runs/lift"); api.bench("runs/lift"); api.report("runs/lift")
     api.pipeline("lifting", cfg, "runs/lift")  # all of the above
     api.bench_files(["model.tflite"])         # any model file, made by edgecap or not
+    api.devices()                             # connected Android phones
+    api.bench("runs/lift", target="adb", target_options={"runner_dir": "android-runners"})
+    api.validate("runs/lift", target="adb", target_options={"runner_dir": "android-runners"})
 """
 
 from __future__ import annotations
@@ -19,6 +22,15 @@ from edgecap.stages.quantize import quantize
 from edgecap.stages.report import build_report as report
 from edgecap.stages.train import train
 from edgecap.stages.validate import validate
+
+
+def devices() -> list[dict]:
+    """The connected Android devices and their facts (serial, model, SoC, ABI, SDK, clusters, big cores)."""
+    import json
+
+    from edgecap.targets.adb import describe_devices
+
+    return json.loads(describe_devices(as_json=True))
 
 
 def config(model: str, overrides: list[str] | None = None, preset: str | None = None):
@@ -42,4 +54,4 @@ def config(model: str, overrides: list[str] | None = None, preset: str | None = 
     return cfg
 
 
-__all__ = ["config", "train", "quantize", "export", "validate", "bench", "bench_files", "report", "pipeline"]
+__all__ = ["config", "devices", "train", "quantize", "export", "validate", "bench", "bench_files", "report", "pipeline"]

@@ -1,4 +1,4 @@
-"""The `edgecap` command: train | quantize | export | validate | bench | report | pipeline | ...
+"""The `edgecap` command: train | quantize | export | validate | bench | report | pipeline | devices | ...
 
 Thin: it parses, checks every argument and the run directory before anything heavy is imported
 (so a typo is reported at once), sends the converters' and runtimes' own output to
@@ -73,10 +73,24 @@ def cmd_export(a) -> None:
         say(f"{art['name']:<28} {art['size_bytes'] / 1e6:7.2f} MB  {art['scheme']}")
 
 
+def _target_options(a) -> dict | None:
+    """The phone's options (runner folder, working folder kept, cooling) for an adb target."""
+    if not a.target.startswith("adb"):
+        return None
+    return {"runner_dir": a.runner_dir, "runner": a.runner, "keep": a.keep, "cool_to_c": a.cool_to,
+            "cool_timeout_s": a.cool_timeout}
+
+
 def cmd_validate(a) -> None:
     from edgecap.stages.validate import format_table, validate
 
-    say(format_table(validate(Path(a.run), target=a.target, progress=not a.quiet)))
+    say(format_table(validate(Path(a.run), target=a.target, progress=not a.quiet, target_options=_target_options(a))))
+
+
+def cmd_devices(a) -> None:
+    from edgecap.targets.adb import describe_devices
+
+    say(describe_devices(as_json=a.json))
 
 
 def cmd_bench(a) -> None:
@@ -85,12 +99,16 @@ def cmd_bench(a) -> None:
     if a.artifact:  # model files, made by edgecap or not
         if a.run:
             raise EdgecapError("give a run directory or --artifact FILE, not both")
+        if a.sustained:
+            raise EdgecapError("--sustained goes with a run directory (its artifacts, one after the other)")
         report = bench_files([Path(f) for f in a.artifact], threads=a.threads, inputs=a.inputs, min_runs=a.runs,
-                             target=a.target, out=Path(a.out) if a.out else None, progress=not a.quiet)
+                             target=a.target, out=Path(a.out) if a.out else None, progress=not a.quiet,
+                             target_options=_target_options(a))
     elif a.run:
         if a.inputs or a.out:
             raise EdgecapError("--inputs and --out go with --artifact; a run's bench writes RUN/bench.json")
-        report = bench(Path(a.run), threads=a.threads, min_runs=a.runs, target=a.target, progress=not a.quiet)
+        report = bench(Path(a.run), threads=a.threads, min_runs=a.runs, target=a.target, progress=not a.quiet,
+                       target_options=_target_options(a), sustained=a.sustained)
     else:
         raise EdgecapError("give a run directory (edgecap bench RUN) or a model file (edgecap bench --artifact FILE)")
     say(format_table(report))
@@ -240,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--layouts", help="comma list of the model's layouts (default whole; parsing_rcnn also has "
                                       "parts: a detector graph + a per-person DensePose head graph)")
 
-    sp = add("validate", cmd_validate, "Tensor and task-metric parity of every artifact against PyTorch.")
-    sp.add_argument("--target", default="host", help="where the artifacts run: host (default)")
+    sp = add("validate", cmd_validate, "Tensor and task-metric parity of every artifact against PyTorch "
+                                       "(on a phone: also against the same artifact on this machine).")
+    _target_arguments(sp)
 
     sp = add("bench", cmd_bench, "Latency p50/p90/p99, FPS, peak memory and size per artifact and thread count, "
                                  "of a run's artifacts or of any .onnx/.tflite/.pte file.", run_arg="optional")
@@ -252,7 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", metavar="JSON", help="with --artifact: write the results here")
     sp.add_argument("--threads", type=_threads, default=(1, 2), help="thread counts (default 1,2)")
     sp.add_argument("--runs", type=int, default=200, help="minimum timed runs per measurement (default 200)")
-    sp.add_argument("--target", default="host", help="where to run: host (default)")
+    _target_arguments(sp)
+    sp.add_argument("--sustained", type=float, metavar="SECONDS",
+                    help="adb: then run each artifact alone this long, tracing latency, CPU frequencies and "
+                         "temperatures, and report when throttling began")
+
+    sp = add("devices", cmd_devices, "The connected Android devices: model, SoC, ABI, SDK, CPU clusters, big-core "
+                                     "mask.", run_arg=False)
+    sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("predict", cmd_predict, "Run a model or artifact over an input file: a run's model on its task's "
                                      "files (lifting: a (frames, J, 3) .npy -> .npy of 3D joints; parsing_rcnn: an "
@@ -278,6 +304,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("report", cmd_report, "Write report.json, report.md and the latency-accuracy plot.")
     return p
+
+
+def _target_arguments(sp) -> None:
+    sp.add_argument("--target", default="host", help="where the artifacts run: host (default), or adb / adb:SERIAL "
+                                                     "for an Android phone")
+    sp.add_argument("--runner-dir", metavar="DIR", help="adb: folder of runners built for the phone (benchmark_model, "
+                                                        "onnxruntime_perf_test, executor_runner, edgecap_runner and "
+                                                        "their .so files); default: [adb] runner_dir in "
+                                                        "~/.config/edgecap/config.toml")
+    sp.add_argument("--runner", help="adb: use this runner of the folder for every artifact")
+    sp.add_argument("--keep", action="store_true", help="adb: keep the working folder on the device")
+    sp.add_argument("--cool-to", type=float, default=40.0, metavar="CELSIUS",
+                    help="adb: before measuring, wait for the hottest zone to cool below this (default 40)")
+    sp.add_argument("--cool-timeout", type=float, default=180.0, metavar="SECONDS",
+                    help="adb: wait at most this long to cool (default 180)")
 
 
 def split_set_values(argv: list[str]) -> list[str]:
@@ -315,7 +356,7 @@ def check_run_dir(command: str, run: str | None) -> None:
 
 def _log_path(a) -> Path | None:
     """Where the libraries' output goes while the command runs; None for light commands."""
-    if a.command in ("params",) or getattr(a, "verbose", False):
+    if a.command in ("params", "devices") or getattr(a, "verbose", False):
         return None
     run = getattr(a, "run", None) or getattr(a, "out", None)
     if a.command in ("train", "pipeline"):
@@ -349,6 +390,21 @@ def check_arguments(a) -> None:
             raise EdgecapError(f"unknown precision {p!r} in --precisions; available: {', '.join(PRECISIONS)}")
     if any(t < 1 for t in getattr(a, "threads", None) or ()):
         raise EdgecapError(f"--threads must be positive, got {','.join(map(str, a.threads))}")
+    target = getattr(a, "target", "host")
+    if target != "host" and target.split(":", 1)[0] != "adb":
+        raise EdgecapError(f"unknown target {target!r}; available: host, adb, adb:SERIAL")
+    if target == "host" and (getattr(a, "runner_dir", None) or getattr(a, "runner", None) or getattr(a, "keep", False)
+                             or getattr(a, "sustained", None)):
+        raise EdgecapError("--runner-dir, --runner, --keep and --sustained go with --target adb")
+    if getattr(a, "runner", None):
+        from edgecap.targets.adb.tools import TOOLS
+
+        if a.runner not in TOOLS:
+            raise EdgecapError(f"unknown runner {a.runner!r}; available: {', '.join(TOOLS)}")
+    if getattr(a, "sustained", None) is not None and a.sustained <= 0:
+        raise EdgecapError(f"--sustained must be a positive number of seconds, got {a.sustained:g}")
+    if getattr(a, "runner_dir", None) and not Path(a.runner_dir).is_dir():
+        raise EdgecapError(f"--runner-dir: folder not found: {a.runner_dir}")
     if getattr(a, "runs", 1) < 1:
         raise EdgecapError(f"--runs must be at least 1, got {a.runs}")
     files = []

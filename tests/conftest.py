@@ -26,6 +26,21 @@ def tiny_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def exported_run(tiny_run, tmp_path_factory):
+    """The tiny run, quantized and exported to every format (tests that change it copy it first)."""
+    import shutil
+
+    from edgecap.stages.export import export
+    from edgecap.stages.quantize import quantize
+
+    run = tmp_path_factory.mktemp("exported") / "run"
+    shutil.copytree(tiny_run, run)
+    quantize(run, calibration=32, progress=False)
+    export(run, progress=False)
+    return run
+
+
 @dataclass
 class SmallLifter:
     """A small lifter trained for 100 steps: export-form model, data, eval windows, eager outputs."""

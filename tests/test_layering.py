@@ -21,8 +21,8 @@ ALLOWED = {
     "runs": {"core", "models", "backends"},
     "targets": {"core", "models", "backends", "runs"},
     "stages": {"core", "metrics", "data", "quantization", "models", "backends", "runs", "targets"},
-    "api": {"core", "models", "stages"},
-    "cli": {"core", "models", "stages", "runs", "api", "backends"},
+    "api": {"core", "models", "stages", "targets"},
+    "cli": {"core", "models", "stages", "runs", "targets", "api", "backends"},
 }
 
 

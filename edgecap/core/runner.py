@@ -28,6 +28,10 @@ class Runner:
     def run(self, inputs: Arrays) -> Arrays:
         raise NotImplementedError
 
+    def run_many(self, samples: list[Arrays]) -> list[Arrays]:
+        """Several independent runs; a runner with a costly round trip (a phone) does them in one."""
+        return [self.run(x) for x in samples]
+
     def metadata(self) -> dict:
         """What the artifact stores about itself (edgecap writes its model facts there); {} if nothing."""
         return {}
@@ -60,7 +64,8 @@ def batched(runner: Runner, static_batch: int | None = 1):
         n = len(next(iter(arrays.values())))
         if static_batch is None or n == static_batch:
             return runner.run(arrays)
-        parts = [runner.run({k: v[i : i + static_batch] for k, v in arrays.items()}) for i in range(0, n, static_batch)]
+        parts = runner.run_many([{k: v[i : i + static_batch] for k, v in arrays.items()}
+                                 for i in range(0, n, static_batch)])
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     return predict

@@ -19,7 +19,7 @@ from edgecap.backends import format_of
 from edgecap.core.io import atomic_path, load_arrays, size_of, write_json
 from edgecap.runs import load_manifest, load_run, verify_artifact
 from edgecap.targets import get_target
-from edgecap.targets.base import BenchOptions
+from edgecap.targets.base import BenchOptions, TargetInterrupted
 
 EAGER = "pytorch_fp32"
 
@@ -32,12 +32,21 @@ def _save_inputs(path: Path, inputs: dict) -> Path:
 
 
 def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200, min_seconds: float = 1.0,
-          warmup: int = 20, target: str = "host", rounds: int = 5, progress: bool = True) -> dict:
+          warmup: int = 20, target: str = "host", rounds: int = 5, progress: bool = True,
+          target_options: dict | None = None, sustained: float | None = None) -> dict:
+    """Every artifact of a run on `target`, interleaved; with `sustained` seconds, then also each
+    artifact alone for that long, with its latency, frequency and temperature traces."""
     run_dir = Path(run_dir)
     manifest = load_manifest(run_dir)
     family, run = load_run(run_dir, expect_family=manifest["family"])
     (run_dir / "logs").mkdir(exist_ok=True)
-    tgt = get_target(target, run_dir / "logs" / "bench.log")
+    with get_target(target, run_dir / "logs" / "bench.log", target_options) as tgt:
+        return _bench_run(run_dir, manifest, family, run, tgt, threads, min_runs, min_seconds, warmup, rounds,
+                          progress, sustained)
+
+
+def _bench_run(run_dir, manifest, family, run, tgt, threads, min_runs, min_seconds, warmup, rounds, progress,
+               sustained) -> dict:
     names = {"input_names": list(manifest["inputs"]), "output_names": manifest["outputs"]}
     inputs = _save_inputs(run_dir / "bench_input.npz",
                           family.calibration_inputs(family.load_data(run, "val"), 1, seed=2)[0])
@@ -50,9 +59,14 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
         if not entry.get("runnable_here", True):
             skipped.append({"name": entry["name"], "reason": "; ".join(entry.get("notes", [])) or "not runnable here"})
             continue
-        subjects.append({"kind": "artifact", "name": entry["name"], "path": str(verify_artifact(run_dir, entry)),
-                         "family": family.name, "format": entry["format"], "precision": entry["precision"],
-                         "size_bytes": entry["size_bytes"], "sha256": entry["sha256"], **names})
+        subject = {"kind": "artifact", "name": entry["name"], "path": str(verify_artifact(run_dir, entry)),
+                   "family": family.name, "format": entry["format"], "precision": entry["precision"],
+                   "size_bytes": entry["size_bytes"], "sha256": entry["sha256"], **names}
+        why = tgt.unsupported(subject)
+        if why:
+            skipped.append({"name": entry["name"], "reason": why})
+        else:
+            subjects.append(subject)
     # Other models of the family timed eager beside the artifacts (e.g. a paper's large
     # baseline); slow, so fewer runs. Their size is their real parameter count, fp32.
     references = family.bench_references(run) if tgt.host_extras else []
@@ -61,14 +75,21 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
     normal = BenchOptions(min_runs=min_runs, min_seconds=min_seconds, warmup=warmup, rounds=rounds)
     heavy = BenchOptions(min_runs=min(5, min_runs), min_seconds=min(2.0, min_seconds), warmup=min(1, warmup),
                          rounds=min(rounds, 5))
+    if not subjects:
+        raise EdgecapError(f"nothing to bench on {tgt.name}: " + "; ".join(f"{s['name']}: {s['reason']}" for s in skipped))
     work = [(s, t) for s in subjects for t in threads]
-    results = tgt.measure([s for s, _ in work], inputs,
-                          [replace(heavy if s["kind"] == "reference" else normal, threads=t) for s, t in work], progress)
-    rows = []
-    for (s, t), result in zip(work, results):
-        size = s["size_bytes"] if "size_bytes" in s else 4 * result["params"]
-        rows.append({"name": s["name"], "format": s["format"], "precision": s["precision"], "threads": t,
-                     "size_bytes": size, **({"sha256": s["sha256"]} if "sha256" in s else {}), **result})
+    base = {"family": family.name, "target": tgt.name, "device": device, "threads": list(threads), "rounds": rounds,
+            "skipped": skipped, "note": "latency per inference, batch 1"}
+    try:
+        results = tgt.measure([s for s, _ in work], inputs,
+                              [replace(heavy if s["kind"] == "reference" else normal, threads=t) for s, t in work],
+                              progress)
+    except TargetInterrupted as e:  # keep what finished, marked partial, then fail
+        rows = _rows(work, e.partial)
+        write_json(run_dir / "bench.json", {**base, "partial": True, "error": str(e), "rows": rows, "references": [],
+                                            "end_to_end": [], "noise": noise(device, device, rows)})
+        raise
+    rows = _rows(work, results)
     _add_ratios(rows, [EAGER] if tgt.host_extras else [], [r["name"] for r in references])
     for r in rows:  # delegation facts the exporter recorded
         entry = next((a for a in manifest["artifacts"] if a["name"] == r["name"]), None)
@@ -86,17 +107,36 @@ def bench(run_dir: Path, threads: tuple[int, ...] = (1, 2), min_runs: int = 200,
             end_to_end.append({"name": s["name"], "threads": threads[0], "scene": sc["label"],
                                **({"sha256": s["sha256"]} if "sha256" in s else {}),
                                **{k: v for k, v in sc.items() if k not in ("label", "file")}, **result})
-    report = {"family": family.name, "target": tgt.name, "device": device, "threads": list(threads),
-              "rounds": rounds, "rows": rows, "skipped": skipped, "references": [r["name"] for r in references],
-              "end_to_end": end_to_end, "noise": noise(device, tgt.device_facts(), rows),
-              "note": "latency per inference, batch 1"}
+    report = {**base, "rows": rows, "references": [r["name"] for r in references], "end_to_end": end_to_end,
+              "noise": noise(device, tgt.device_facts(), rows)}
+    if sustained:
+        report["sustained"] = []
+        for s in (s for s in subjects if s["kind"] == "artifact"):
+            try:
+                report["sustained"].append(tgt.sustained(s, inputs, sustained, threads[0], progress))
+            except EdgecapError as e:
+                write_json(run_dir / "bench.json", {**report, "partial": True, "error": str(e)})
+                raise
     write_json(run_dir / "bench.json", report)
     return report
 
 
+def _rows(work: list[tuple[dict, int]], results: list[dict | None]) -> list[dict]:
+    """bench.json rows: each subject's facts beside its measurement (None: not measured, left out)."""
+    rows = []
+    for (s, t), result in zip(work, results):
+        if result is None:
+            continue
+        size = s["size_bytes"] if "size_bytes" in s else 4 * result["params"]
+        rows.append({"name": s["name"], "format": s["format"], "precision": s["precision"], "threads": t,
+                     "size_bytes": size, **({"sha256": s["sha256"]} if "sha256" in s else {}), **result})
+    return rows
+
+
 def bench_files(paths: list[Path], threads: tuple[int, ...] = (1, 2), inputs: Path | None = None,
                 min_runs: int = 200, min_seconds: float = 1.0, warmup: int = 20, target: str = "host",
-                rounds: int = 5, out: Path | None = None, progress: bool = True) -> dict:
+                rounds: int = 5, out: Path | None = None, progress: bool = True,
+                target_options: dict | None = None) -> dict:
     """Bench model files edgecap may not have made (.onnx, .tflite, .pte): no manifest needed.
     Inputs: the arrays of `inputs` (.npz, by input name), else random of the model's own shapes."""
     import tempfile
@@ -121,23 +161,31 @@ def bench_files(paths: list[Path], threads: tuple[int, ...] = (1, 2), inputs: Pa
             input_path = Path(inputs)
             _check_npz(input_path, shapes)
         log = Path(out).with_suffix(".log") if out else Path(tmp) / "bench.log"
-        tgt = get_target(target, log)
-        device = tgt.device_facts()
-        subjects = []
-        for p in paths:
-            subjects.append({"kind": "artifact", "name": p.name, "path": str(p.resolve()), "format": format_of(p),
-                             "precision": "", "size_bytes": size_of(p)})
-        work = [(s, t) for s in subjects for t in threads]
-        opts = [BenchOptions(threads=t, min_runs=min_runs, min_seconds=min_seconds, warmup=warmup, rounds=rounds)
-                for _, t in work]
-        results = tgt.measure([s for s, _ in work], input_path, opts, progress)
-    rows = [{"name": s["name"], "format": s["format"], "precision": "", "threads": t, "size_bytes": s["size_bytes"],
-             **r} for (s, t), r in zip(work, results)]
-    report = {"family": None, "target": tgt.name, "device": device, "noise": noise(device, tgt.device_facts(), rows),
-              "threads": list(threads),
-              "rounds": rounds, "rows": rows, "skipped": [], "references": [], "end_to_end": [],
-              "inputs": str(inputs) if inputs else "random normal, the model's own input shapes",
-              "note": "latency per inference"}
+        with get_target(target, log, target_options) as tgt:
+            device = tgt.device_facts()
+            subjects = [{"kind": "artifact", "name": p.name, "path": str(p.resolve()), "format": format_of(p),
+                         "precision": "", "size_bytes": size_of(p), "input_order": list(shapes[p])} for p in paths]
+            for s in subjects:
+                why = tgt.unsupported(s)
+                if why:
+                    raise EdgecapError(f"{s['path']}: {why}")
+            work = [(s, t) for s in subjects for t in threads]
+            opts = [BenchOptions(threads=t, min_runs=min_runs, min_seconds=min_seconds, warmup=warmup, rounds=rounds)
+                    for _, t in work]
+            base = {"family": None, "target": tgt.name, "device": device, "threads": list(threads), "rounds": rounds,
+                    "skipped": [], "references": [], "end_to_end": [],
+                    "inputs": str(inputs) if inputs else "random normal, the model's own input shapes",
+                    "note": "latency per inference"}
+            try:
+                results = tgt.measure([s for s, _ in work], input_path, opts, progress)
+            except TargetInterrupted as e:
+                if out:
+                    rows = _rows(work, e.partial)
+                    write_json(Path(out), {**base, "partial": True, "error": str(e), "rows": rows,
+                                           "noise": noise(device, device, rows)})
+                raise
+            rows = _rows(work, results)
+            report = {**base, "rows": rows, "noise": noise(device, tgt.device_facts(), rows)}
     if out:
         write_json(Path(out), report)
     return report
@@ -210,33 +258,83 @@ def _delegation_of(fmt: str, d: dict) -> str:
     return ""
 
 
+def _device_notes(report: dict, by_name: dict, threads: list[int]) -> list[str]:
+    """On a phone: which runner gave each row, percentiles it could not give, the heat over the
+    run, and the sustained runs' throttling."""
+    lines = []
+    for name, per in by_name.items():
+        one = per.get(threads[0]) or next(iter(per.values()))
+        if "runner" not in one:
+            continue
+        heat = one.get("thermal") or []
+        first, last = (heat[0]["before"], heat[-1]["after"]) if heat else ({}, {})
+        lines.append(f"  {name}: {one['runner']} ({one['runtime']}); percentiles {one['percentiles']}; init "
+                     f"{_cell(one.get('init_ms'), 0, 1).strip()} ms; hottest zone {first.get('hottest_c')} -> "
+                     f"{last.get('hottest_c')} °C" + (" (PARTIAL)" if one.get("partial") else ""))
+    if lines:
+        lines.insert(0, "on the device:")
+    for run in report.get("sustained", []):
+        t = run["throttling"]
+        if not lines or lines[-1] != "":
+            lines.append("")
+        head = f"sustained {run['name']} for {run['seconds']:g} s at {run['threads']} thread(s) ({run['runner']}): "
+        if t["throttled"]:
+            lines.append(head + f"throttled from {t['onset_s']:.0f} s: p50 {_cell(t.get('latency_before_ms'), 0, 2)} ms "
+                         f"before -> {_cell(t.get('latency_after_ms'), 0, 2)} ms after, fastest cluster capped at "
+                         f"{t['cap_after']:.0%}")
+        else:
+            lines.append(head + f"no throttling; latency {_cell(t['latency_start_ms'], 0, 2)} -> "
+                         f"{_cell(t['latency_end_ms'], 0, 2)} ms")
+    return lines
+
+
 def _percent(value) -> str:
     return "unknown" if value is None else f"{value:.0f}%"
 
 
+def _cell(value, width: int, digits: int = 4) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}"
+
+
+def _device_line(report: dict) -> str:
+    device = report.get("device", {})
+    if report["target"].startswith("adb"):
+        state = device.get("state", {})
+        return (f"target: {report['target']}  device: {device.get('manufacturer', '?')} {device.get('model', '?')} "
+                f"({device.get('soc', '?')}, {device.get('abi', '?')}, Android {device.get('android', '?')}), "
+                f"pinned to cores {device.get('big_cores')} (mask {device.get('big_core_mask')}), "
+                f"hottest zone {state.get('hottest_c')} °C at start  interleaved in {report.get('rounds', 1)} rounds")
+    return (f"target: {report['target']}  device: {device.get('cpu', '?')} ({device.get('cores', '?')} cores), "
+            f"other work {_percent(device.get('cpu_busy_percent'))} of the CPUs  "
+            f"interleaved in {report.get('rounds', 1)} rounds")
+
+
 def format_table(report: dict) -> str:
     threads = report["threads"]
-    device = report.get("device", {})
-    lines = [f"target: {report['target']}  device: {device.get('cpu', '?')} ({device.get('cores', '?')} cores), "
-             f"other work {_percent(device.get('cpu_busy_percent'))} of the CPUs  "
-             f"interleaved in {report.get('rounds', 1)} rounds",
+    lines = [_device_line(report),
              f"{'artifact':<28} {'size MB':>8} " + " ".join(f"{f'p50 {t}T':>9}" for t in threads)
-             + f" {'p90 1T':>8} {'p99 1T':>8} {'FPS 1T':>9} {'spread':>7} {'x eager':>8} {'peak MB':>8} {'+load MB':>8}"]
+             + f" {'mean 1T':>8} {'p90 1T':>8} {'p99 1T':>8} {'FPS 1T':>9} {'spread':>7} {'x eager':>8} {'peak MB':>8}"
+             + f" {'+load MB':>8}"]
+    if report.get("partial"):
+        lines.insert(0, f"PARTIAL: {report.get('error', 'the measurement stopped')}; rows below are from finished rounds")
     by_name: dict[str, dict] = {}
     for r in report["rows"]:
         by_name.setdefault(r["name"], {})[r["threads"]] = r
     for name, per in by_name.items():
-        one = per[threads[0]]
+        one = per.get(threads[0]) or next(iter(per.values()))
         eager = f"{one['speedup_vs_pytorch']:8.2f}" if "speedup_vs_pytorch" in one else f"{'':>8}"
         shown = f"{name} (STALE)" if one.get("stale") else name
         lines.append(f"{shown:<28} {one['size_bytes'] / 1e6:8.2f} "
-                     + " ".join(f"{per[t]['p50_ms']:9.4f}" for t in threads)
-                     + f" {one['p90_ms']:8.4f} {one['p99_ms']:8.4f} {one['fps']:9.0f} {one['round_spread']:6.0%} {eager}"
-                     + f" {one['peak_rss_mb']:8.0f} {one['peak_over_baseline_mb']:8.1f}")
+                     + " ".join(_cell(per[t]["p50_ms"] if t in per else None, 9) for t in threads)
+                     + f" {_cell(one.get('mean_ms'), 8)} {_cell(one['p90_ms'], 8)} {_cell(one['p99_ms'], 8)}"
+                     + f" {_cell(one['fps'], 9, 0)} {one['round_spread']:6.0%} {eager}"
+                     + f" {_cell(one.get('peak_rss_mb', one.get('peak_memory_mb')), 8, 0)}"
+                     + f" {_cell(one.get('peak_over_baseline_mb'), 8, 1)}")
     for s in report["skipped"]:
         lines.append(f"{s['name']:<28} skipped: {s['reason']}")
     lines.append("latencies in ms per inference (batch 1); spread = max-min of the per-round p50s over p50; "
-                 "peak MB = process peak RSS, +load MB = above the RSS before loading")
+                 "peak MB = process peak RSS, +load MB = above the RSS before loading; - = not reported")
+    lines += _device_notes(report, by_name, threads)
     lines += [f"warning: {w}" for w in report.get("noise", {}).get("warnings", [])]
     for ref in report.get("references", []):
         speed_heads = " ".join(f"{f'speed {t}T':>9}" for t in threads[:2])

@@ -15,7 +15,7 @@ from edgecap.core.console import progress as progress_bar
 from edgecap import EdgecapError
 from edgecap.core.io import write_json
 from edgecap.core.runner import RunnerUnavailable, TorchRunner, batched
-from edgecap.runs import check_artifact_model, load_manifest, load_trained_model, verify_artifact
+from edgecap.runs import check_artifact_model, load_manifest, load_trained_model, open_artifact, verify_artifact
 from edgecap.targets import get_target
 
 
@@ -54,16 +54,25 @@ def check_tolerance(task: dict, reference: dict, rule: dict) -> list[str]:
     return problems
 
 
-def validate(run_dir: Path, parity_samples: int = 256, target: str = "host", progress: bool = True) -> dict:
+def validate(run_dir: Path, parity_samples: int = 256, target: str = "host", progress: bool = True,
+             target_options: dict | None = None) -> dict:
+    """Every artifact on `target` against PyTorch. On a device, each artifact's outputs there are
+    also compared with the same artifact's on this machine, tensor by tensor and metric by metric."""
     run_dir = Path(run_dir)
     manifest = load_manifest(run_dir)
     family, run, model = load_trained_model(run_dir, expect_family=manifest["family"])
-    tgt = get_target(target, run_dir / "logs" / "validate.log")
+    with get_target(target, run_dir / "logs" / "validate.log", target_options) as tgt:
+        return _validate(run_dir, manifest, family, run, model, tgt, parity_samples, progress)
+
+
+def _validate(run_dir, manifest, family, run, model, tgt, parity_samples: int, progress: bool) -> dict:
     val = family.load_data(run, "val")
     names, out_names = list(manifest["inputs"]), manifest["outputs"]
     reference = TorchRunner(family.export_form(model), names, out_names)
     ref_task = family.evaluate(batched(reference, None), val)
     sample = family.calibration_inputs(val, parity_samples, seed=1)
+    on_device = not tgt.host_extras
+    device = tgt.device_facts()
     results, failures = [], []
     for entry in progress_bar(manifest["artifacts"], desc="validate", disable=not progress):
         path = verify_artifact(run_dir, entry)
@@ -75,8 +84,13 @@ def validate(run_dir: Path, parity_samples: int = 256, target: str = "host", pro
             results.append({**row, "status": "skipped", "reason": str(e)})
             continue
         check_artifact_model(runner, family.name, path)
-        row["tensor"] = family.output_parity((runner.run(x), reference.run(x)) for x in sample)
+        outputs = list(zip(runner.run_many(sample), sample))
+        row["tensor"] = family.output_parity((out, reference.run(x)) for out, x in outputs)
         row["task"] = family.evaluate(batched(runner, 1), val, progress=f"{entry['name']}" if progress else None)
+        if on_device:  # the same artifact on this machine: what the device changes, if anything
+            host = open_artifact(path, family, 1, names, out_names, trusted=True)
+            row["host_task"] = family.evaluate(batched(host, 1), val)
+            row["device_vs_host"] = family.output_parity((out, host.run(x)) for out, x in outputs)
         if entry["precision"] not in manifest["tolerances"]:
             raise EdgecapError(f"manifest tolerances have no rule for precision {entry['precision']!r}")
         problems = check_tolerance(row["task"], ref_task, manifest["tolerances"][entry["precision"]])
@@ -84,7 +98,7 @@ def validate(run_dir: Path, parity_samples: int = 256, target: str = "host", pro
         row["problems"] = problems
         failures += [f"{entry['name']}: {p}" for p in problems]
         results.append(row)
-    report = {"family": family.name, "target": tgt.name, "device": tgt.device_facts(),
+    report = {"family": family.name, "target": tgt.name, "device": device,
               "reference": {"name": "pytorch_fp32", "task": ref_task},
               "tolerances": manifest["tolerances"], "artifacts": results, "failures": failures}
     write_json(run_dir / "validate.json", report)
@@ -97,7 +111,10 @@ def format_table(report: dict) -> str:
     ref = report["reference"]["task"]
     metrics = report["tolerances"]["fp32"]["metrics"]
     head = "".join(f"{m.removesuffix('_mm'):>12}" for m in metrics)
-    lines = [f"{'artifact':<26} {'status':<8}{head} {'delta ' + metrics[0].removesuffix('_mm'):>14} {'max|diff|':>10} {'cosine':>9}",
+    lines = [f"target: {report.get('target', 'host')}" + (f" ({report['device'].get('manufacturer', '')} "
+                                                          f"{report['device'].get('model', '')})"
+                                                          if report.get("target", "host") != "host" else ""),
+             f"{'artifact':<26} {'status':<8}{head} {'delta ' + metrics[0].removesuffix('_mm'):>14} {'max|diff|':>10} {'cosine':>9}",
              f"{'pytorch_fp32 (reference)':<26} {'':<8}" + "".join(f"{ref[m]:12.3f}" for m in metrics)]
     for r in report["artifacts"]:
         if r.get("stale"):
@@ -111,4 +128,10 @@ def format_table(report: dict) -> str:
                   else "  " + ", ".join(f"{k} {v:.3g}" for k, v in p.items() if k != "samples"))
         lines.append(f"{r['name']:<26} {r['status']:<8}" + "".join(f"{t[m]:12.3f}" for m in metrics)
                      + f" {t[metrics[0]] - ref[metrics[0]]:+14.3f}" + parity)
+        if "host_task" in r:  # on a device: the same artifact on this machine
+            h, d = r["host_task"], r["device_vs_host"]
+            same = (f"max|diff| {d['max_abs_diff']:.2e}, cosine {d['cosine']:.6f}" if "cosine" in d
+                    else ", ".join(f"{k} {v:.3g}" for k, v in d.items() if k != "samples"))
+            lines.append(f"{'  same file on the host':<26} {'':<8}" + "".join(f"{h[m]:12.3f}" for m in metrics)
+                         + f" {t[metrics[0]] - h[metrics[0]]:+14.3f}  device vs host: {same}")
     return "\n".join(lines)

@@ -13,7 +13,17 @@ import abc
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecap import EdgecapError
 from edgecap.core.runner import Runner
+
+
+class TargetInterrupted(EdgecapError):
+    """A measurement stopped part-way (a device unplugged, a runner crashed). `partial` holds, per
+    subject, what finished rounds measured (marked "partial"), or None where nothing finished."""
+
+    def __init__(self, message: str, partial: list[dict | None]):
+        super().__init__(message)
+        self.partial = partial
 
 
 @dataclass(frozen=True)
@@ -31,9 +41,29 @@ class Target(abc.ABC):
     # family's code do: on the host.
     host_extras: bool = False
 
-    def __init__(self, spec: str = "", log_path: Path | None = None):
+    def __init__(self, spec: str = "", log_path: Path | None = None, options: dict | None = None):
         self.spec = spec or self.name
         self.log_path = log_path  # where runtimes' own output goes
+        if options:
+            raise EdgecapError(f"target {self.spec!r} takes no options ({', '.join(sorted(options))})")
+
+    def unsupported(self, subject: dict) -> str | None:
+        """Why this target cannot measure `subject` (it is then skipped), or None."""
+        return None
+
+    def sustained(self, subject: dict, inputs: Path, seconds: float, threads: int, progress: bool = True) -> dict:
+        """A run of `seconds` that samples latency, frequencies and temperatures over time."""
+        raise EdgecapError(f"sustained mode needs a phone: target {self.spec!r} has no thermal state to follow "
+                           "(use --target adb)")
+
+    def close(self) -> None:
+        """Remove what the target left behind (a device's working folder)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     @abc.abstractmethod
     def device_facts(self) -> dict:

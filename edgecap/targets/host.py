@@ -29,8 +29,8 @@ class HostTarget(Target):
     name = "host"
     host_extras = True
 
-    def __init__(self, spec: str = "host", log_path: Path | None = None):
-        super().__init__(spec, log_path)
+    def __init__(self, spec: str = "host", log_path: Path | None = None, options: dict | None = None):
+        super().__init__(spec, log_path, options)
         if spec != "host":
             raise EdgecapError(f"target {spec!r}: the host takes no serial or options")
 

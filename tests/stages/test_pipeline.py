@@ -17,12 +17,8 @@ from edgecap.stages.validate import ValidationFailed, validate
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_run, tmp_path_factory):
-    run = tmp_path_factory.mktemp("pipeline") / "run"
-    shutil.copytree(tiny_run, run)
-    quantize(run, calibration=32, progress=False)
-    export(run, progress=False)
-    return run
+def exported(exported_run):
+    return exported_run
 
 
 def test_manifest_lists_eight_artifacts(exported):
