@@ -258,7 +258,7 @@ def _delegation_of(fmt: str, d: dict) -> str:
     return ""
 
 
-def _device_notes(report: dict, by_name: dict, threads: list[int]) -> list[str]:
+def device_notes(report: dict, by_name: dict, threads: list[int]) -> list[str]:
     """On a phone: which runner gave each row, percentiles it could not give, the heat over the
     run, and the sustained runs' throttling."""
     lines = []
@@ -334,7 +334,7 @@ def format_table(report: dict) -> str:
         lines.append(f"{s['name']:<28} skipped: {s['reason']}")
     lines.append("latencies in ms per inference (batch 1); spread = max-min of the per-round p50s over p50; "
                  "peak MB = process peak RSS, +load MB = above the RSS before loading; - = not reported")
-    lines += _device_notes(report, by_name, threads)
+    lines += device_notes(report, by_name, threads)
     lines += [f"warning: {w}" for w in report.get("noise", {}).get("warnings", [])]
     for ref in report.get("references", []):
         speed_heads = " ".join(f"{f'speed {t}T':>9}" for t in threads[:2])

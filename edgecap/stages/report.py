@@ -11,6 +11,7 @@ from pathlib import Path
 from edgecap import EdgecapError
 from edgecap.core.io import atomic_path, read_json, sha256_of, write_json, write_text
 from edgecap.runs import load_manifest
+from edgecap.stages.bench import device_notes
 from edgecap.stages.bench import format_table as bench_table
 from edgecap.stages.validate import format_table as validate_table
 
@@ -62,7 +63,8 @@ def build_report(run_dir: Path) -> dict:
     }
     report["stale"] = mark_stale(run_dir, report)
     write_json(run_dir / "report.json", report)
-    plots = [p for p in (_plot(run_dir, report), _plot_deltas(run_dir, report), _plot_scenes(run_dir, report)) if p]
+    plots = [p for p in (_plot(run_dir, report), _plot_deltas(run_dir, report), _plot_scenes(run_dir, report),
+                         _plot_sustained(run_dir, report)) if p]
     write_text(run_dir / "report.md", _markdown(report, plots))
     write_text(run_dir / "report.html", _html(report, {p: (run_dir / p).read_bytes() for p in plots}))
     if report["stale"]:
@@ -81,8 +83,8 @@ def _points(report: dict) -> list[tuple[str, float, float]]:
     acc = {r["name"]: r["task"][metric] for r in val["artifacts"] if r.get("task") and not r.get("stale")}
     acc["pytorch_fp32"] = val["reference"]["task"][metric]
     t1 = min(bench["threads"])
-    return [(r["name"], r["p50_ms"], acc[r["name"]]) for r in bench["rows"]
-            if r["threads"] == t1 and r["name"] in acc and not r.get("stale")]
+    return [(r["name"], r["p50_ms"] or r["mean_ms"], acc[r["name"]]) for r in bench["rows"]
+            if r["threads"] == t1 and r["name"] in acc and not r.get("stale") and (r["p50_ms"] or r.get("mean_ms"))]
 
 
 def _plot(run_dir: Path, report: dict) -> str | None:
@@ -191,6 +193,38 @@ def _plot_scenes(run_dir: Path, report: dict) -> str | None:
     ax.set_title(f"{report['run']['family']}: the app's whole path per scene")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return _save(fig, ax, run_dir / "report_end_to_end.png")
+
+
+def _plot_sustained(run_dir: Path, report: dict) -> str | None:
+    """Sustained runs on a phone: latency, the fastest cluster's frequency cap and the hottest zone
+    over time, one line per artifact, with the throttling onset marked."""
+    runs = [r for r in (report.get("bench") or {}).get("sustained", []) if r["trace"]]
+    if not runs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
+    for run in runs:
+        t = [p["t_s"] for p in run["trace"]]
+        line = axes[0].plot(t, [p["latency_ms"] for p in run["trace"]], marker=".", label=run["name"])[0]
+        caps = [p["clusters"][-1].get("cap_mhz") if p["clusters"] else None for p in run["trace"]]
+        axes[1].plot(t, caps, color=line.get_color())
+        axes[2].plot(t, [p["hottest_c"] for p in run["trace"]], color=line.get_color())
+        if run["throttling"]["throttled"]:
+            for ax in axes:
+                ax.axvline(run["throttling"]["onset_s"], color=line.get_color(), ls="--", lw=1)
+    axes[0].set_ylabel("latency p50 (ms)")
+    axes[1].set_ylabel("fastest cluster cap (MHz)")
+    axes[2].set_ylabel("hottest zone (°C)")
+    axes[2].set_xlabel("time (s); dashed: throttling begins")
+    axes[0].legend(fontsize=8, frameon=False)
+    axes[0].set_title(f"sustained runs on {report['bench']['target']}")
+    for ax in axes[:2]:
+        ax.grid(True, alpha=0.3)
+    return _save(fig, axes[2], run_dir / "report_sustained.png")
 
 
 def _save(fig, ax, path: Path) -> str:
@@ -307,6 +341,9 @@ def _html(report: dict, plots: dict[str, bytes]) -> str:
             else:
                 cells += ["<td></td>"] * (len(metrics) + 1)
             note = r.get("stale") or "; ".join(r.get("problems", [])) or r.get("reason", "")
+            if "host_task" in r:  # on a device: the same file on this machine
+                note = (f"on the host: {metrics[0]} {r['host_task'][metrics[0]]:.3f} (device - host "
+                        f"{r['task'][metrics[0]] - r['host_task'][metrics[0]]:+.3f}); {note}").rstrip("; ")
             cells.append(f"<td>{e(note)}</td>")
             rows.append(cells)
         out += table(["artifact", "status"] + metrics + [f"delta {metrics[0]}", "notes"], rows)
@@ -314,26 +351,38 @@ def _html(report: dict, plots: dict[str, bytes]) -> str:
     if bench:
         threads, d = bench["threads"], bench.get("device", {})
         noise = bench.get("noise", {})
-        out.append(f"<h2>Latency on {e(bench['target'])}</h2><p>{e(d.get('cpu', '?'))}, {e(d.get('cores', '?'))} "
-                   f"cores; other work used {_load(noise.get('cpu_busy_percent_before'))}% of the CPUs before, "
-                   f"{_load(noise.get('cpu_busy_percent_after'))}% after; subjects timed "
-                   f"interleaved in {bench.get('rounds', 1)} rounds; spread = (max - min) of the per-round p50s / p50.</p>")
+        if bench["target"].startswith("adb"):
+            where = (f"{e(d.get('manufacturer', '?'))} {e(d.get('model', '?'))} ({e(d.get('soc', '?'))}, "
+                     f"{e(d.get('abi', '?'))}, Android {e(d.get('android', '?'))}), pinned to cores "
+                     f"{e(d.get('big_cores'))}")
+        else:
+            where = (f"{e(d.get('cpu', '?'))}, {e(d.get('cores', '?'))} cores; other work used "
+                     f"{_load(noise.get('cpu_busy_percent_before'))}% of the CPUs before, "
+                     f"{_load(noise.get('cpu_busy_percent_after'))}% after")
+        out.append(f"<h2>Latency on {e(bench['target'])}</h2><p>{where}; subjects timed interleaved in "
+                   f"{bench.get('rounds', 1)} rounds; spread = (max - min) of the per-round p50s / p50.</p>")
+        if bench.get("partial"):
+            out.append(f"<p class='warn'>PARTIAL: {e(bench.get('error', ''))}. The rows are from finished rounds.</p>")
         out += [f"<p class='warn'>{e(w)}</p>" for w in noise.get("warnings", [])]
-        head = ["artifact", "MB"] + [f"p50 {t}T ms" for t in threads] + ["p90 1T", "p99 1T", "FPS 1T", "spread",
-                                                                          "x eager", "peak MB"]
+        head = ["artifact", "MB"] + [f"p50 {t}T ms" for t in threads] + ["mean 1T", "p90 1T", "p99 1T", "FPS 1T",
+                                                                          "spread", "x eager", "peak MB"]
         by_name: dict = {}
         for r in bench["rows"]:
             by_name.setdefault(r["name"], {})[r["threads"]] = r
         rows = []
         for name, per in by_name.items():
-            one = per[threads[0]]
+            one = per.get(threads[0]) or next(iter(per.values()))
             rows.append([f"<td class='{'stale' if one.get('stale') else ''}'>{e(name)}"
                          f"{' (STALE)' if one.get('stale') else ''}</td>", num(one["size_bytes"] / 1e6, ".2f")]
-                        + [num(per[t]["p50_ms"], ".4f") for t in threads]
-                        + [num(one["p90_ms"], ".4f"), num(one["p99_ms"], ".4f"), num(one["fps"], ".0f"),
-                           num(100 * one.get("round_spread", 0.0), ".0f"), num(one.get("speedup_vs_pytorch"), ".2f"),
-                           num(one["peak_rss_mb"], ".0f")])
+                        + [num(per[t]["p50_ms"] if t in per else None, ".4f") for t in threads]
+                        + [num(one.get("mean_ms"), ".4f"), num(one["p90_ms"], ".4f"), num(one["p99_ms"], ".4f"),
+                           num(one["fps"], ".0f"), num(100 * one.get("round_spread", 0.0), ".0f"),
+                           num(one.get("speedup_vs_pytorch"), ".2f"),
+                           num(one.get("peak_rss_mb", one.get("peak_memory_mb")), ".0f")])
         out += table(head, rows)
+        notes = device_notes(bench, by_name, threads)
+        if notes:
+            out.append("<pre>" + e("\n".join(notes)) + "</pre>")
         out += [f"<p>{e(s['name'])}: skipped ({e(s['reason'])})</p>" for s in bench.get("skipped", [])]
     for name, data in plots.items():
         out.append(f"<img alt='{e(name)}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>")

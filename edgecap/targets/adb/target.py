@@ -25,7 +25,7 @@ from edgecap import EdgecapError
 from edgecap.core.console import progress as progress_bar
 from edgecap.core.io import load_arrays
 from edgecap.core.runner import Runner, RunnerUnavailable
-from edgecap.targets.adb.client import Adb, AdbError, device_command
+from edgecap.targets.adb.client import Adb, AdbError, DeviceGone, device_command
 from edgecap.targets.adb.device import elf_abi, parse_df_free_bytes, read_facts, sample_state
 from edgecap.targets.adb.tools import TOOLS, Tool, ToolResult, edgecap_runner_samples_args, merge
 from edgecap.targets.base import BenchOptions, Target, TargetInterrupted
@@ -81,6 +81,7 @@ class AdbTarget(Target):
         self.keep = bool(options.pop("keep", False))
         self.cool_to_c = float(options.pop("cool_to_c", 40.0))
         self.cool_timeout_s = float(options.pop("cool_timeout_s", 180.0))
+        self.settle_s = 15.0  # cooling by under 0.5 °C over this long counts as no longer cooling
         super().__init__(spec, log_path, options)
         self.adb = Adb()
         self.adb.serial = pick_serial(self.adb, spec.split(":", 1)[1] if ":" in spec else None)
@@ -186,8 +187,10 @@ class AdbTarget(Target):
         return f"{self.work}/bin/{tool.name}"
 
     def _push_model(self, path: Path, index: int) -> str:
-        # One folder per subject: two artifacts may share a file name.
-        self._push([(path, f"models/{index}")], f"pushing {path.name}")
+        # One folder per subject: two artifacts may share a file name. An ONNX model's weights
+        # may sit beside it in an external-data file (model.onnx.data): it goes along.
+        extra = [p for p in [path.with_name(path.name + ".data")] if path.suffix == ".onnx" and p.exists()]
+        self._push([(p, f"models/{index}") for p in [path, *extra]], f"pushing {path.name}")
         return self._pushed[str(path)]
 
     def _command(self, tool: Tool, exe: str, model: str, threads: int, warmup: int, iterations: int,
@@ -201,10 +204,16 @@ class AdbTarget(Target):
             Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "a") as log:
                 log.write(f"$ adb -s {self.adb.serial} shell {command}\n{out}{err}\n")
-        if code != 0:
-            tail = " | ".join([ln for ln in (err or out).splitlines() if ln.strip()][-4:])
-            raise AdbError(f"{step}: {tool.name} exited with code {code}: {tail or 'no output'}")
-        return tool.parse(out, err)
+        try:
+            if code != 0:
+                tail = " | ".join([ln for ln in (err or out).splitlines() if ln.strip()][-4:])
+                raise AdbError(f"{step}: {tool.name} exited with code {code}: {tail or 'no output'}")
+            return tool.parse(out, err)
+        except EdgecapError:
+            # A cut connection can look like a run that printed nothing: ask whether the device is there.
+            if not self.adb.present():
+                raise DeviceGone(f"device {self.adb.serial} disconnected while {step}") from None
+            raise
 
     # --- latency ------------------------------------------------------------------------------
     def _prepare(self, subjects: list[dict], inputs: Path) -> list[dict]:
@@ -259,7 +268,7 @@ class AdbTarget(Target):
     # --- heat ---------------------------------------------------------------------------------
     def cool_down(self, progress: bool = True) -> dict:
         """Wait until the hottest zone is below `cool_to_c`, or has stopped cooling (under 0.5 °C
-        in 15 s), or `cool_timeout_s` passed. Returns what happened."""
+        in `settle_s`), or `cool_timeout_s` passed. Returns what happened."""
         started = time.monotonic()
         first = last = sample_state(self.adb, "waiting for the device to cool")["hottest_c"]
         history = [(0.0, first)]
@@ -269,7 +278,7 @@ class AdbTarget(Target):
                 reason = f"below {self.cool_to_c:g} °C"
                 break
             waited = time.monotonic() - started
-            older = [t for s, t in history if s <= waited - 15]
+            older = [t for s, t in history if s <= waited - self.settle_s]
             if older and older[-1] - last < 0.5:
                 reason = "stopped cooling"
                 break

@@ -86,8 +86,13 @@ class SimulatedDevice:
             now = time.monotonic()
             idle = max(now - self._clock - busy_seconds, 0.0)
             self.temp_c = self.ambient_c + (self.temp_c - self.ambient_c) * math.exp(-idle / self.cool_tau_s)
-            self.temp_c += self.heat_c_per_s * busy_seconds
+            self.temp_c = min(self.temp_c + self.heat_c_per_s * busy_seconds, 95.0)  # where a phone shuts down
             self._clock = now
+
+    def set_temperature(self, celsius: float) -> None:
+        """The device is this hot now (it cools or heats from here)."""
+        with self._lock:
+            self.temp_c, self._clock = celsius, time.monotonic()
 
     def speed(self, cpus) -> float:
         """Share of the max frequency the given cores run at now (1.0 unless throttled)."""
@@ -277,6 +282,12 @@ class SimulatedDevice:
         started = time.monotonic()
         try:
             return standins.run(program, argv[1:], self, cpus)
+        except ConnectionError:
+            raise
+        except Exception:  # noqa: BLE001 - a crashing program: its exit code and its last words
+            import traceback
+
+            return 134, "", traceback.format_exc()
         finally:
             self._advance(busy_seconds=time.monotonic() - started)
             self._used = None  # the runner may have written files
