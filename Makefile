@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow bench results clean
+.PHONY: install system-deps demo test test-slow bench results clean
 
 install: $(STAMP)
 
@@ -17,13 +17,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# Debian packages the tests use (chromium, adb, qemu-user-static, the aarch64 cross compiler).
+system-deps:
+	scripts/system-deps.sh
+
 demo: install
 	$(BIN)/edgecap pipeline lifting --out runs/demo
 
-test: install
+test: install system-deps
 	$(BIN)/python -m pytest -q
 
-test-slow: install
+test-slow: install system-deps
 	$(BIN)/python -m pytest -q -m slow
 
 bench: install

@@ -58,6 +58,16 @@ def test_refuses_a_model_whose_backend_is_not_built(runner, tmp_path, suffix, op
         (["--model", "m.onnx", "--bogus", "1"], "unknown option '--bogus'"),
         (["--model"], "--model needs a value"),
         (["--model", "m.bin", "--threads", "1", "--warmup", "0", "--iterations", "1"], "unknown suffix '.bin'"),
+        (
+            ["--model", "m.onnx", "--threads", "1", "--warmup", "0", "--iterations", "1"]
+            + ["--samples", "s", "--input", "x.npy"],
+            "--samples takes the place of --input and --output-dir",
+        ),
+        (
+            ["--model", "m.onnx", "--threads", "1", "--warmup", "0", "--iterations", "1"]
+            + ["--output-dir", "o", "--samples", "s"],
+            "--samples takes the place of --input and --output-dir",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(runner, args, message):

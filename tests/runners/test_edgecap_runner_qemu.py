@@ -95,13 +95,15 @@ def pte_models(tmp_path_factory):
         program = to_edge_transform_and_lower(torch.export.export(model, (x,)), partitioner=partitioner)
         (d / f"{name}.pte").write_bytes(program.to_executorch().buffer)
     np.save(d / "x.npy", x.numpy())
+    samples = [x, torch.randn(2, 3, 6), torch.randn(2, 3, 6) * 3]  # for --samples: (input, eager output)
     with torch.no_grad():
-        return d, model(x).numpy(), model(torch.zeros_like(x)).numpy()
+        samples = [(s.numpy(), model(s).numpy()) for s in samples]
+        return d, model(x).numpy(), model(torch.zeros_like(x)).numpy(), samples
 
 
 @pytest.mark.parametrize("name", ["xnnpack", "portable"])
 def test_executorch_matches_eager(runner, qemu_root, pte_models, tmp_path, name):
-    d, expected, _ = pte_models
+    d, expected, _, _ = pte_models
     model, out = d / f"{name}.pte", tmp_path / "out"
     r = run(
         runner,
@@ -124,8 +126,33 @@ def test_executorch_matches_eager(runner, qemu_root, pte_models, tmp_path, name)
     assert got.dtype == np.float32 and np.abs(got - expected).max() <= 1e-5
 
 
+@pytest.mark.parametrize("name", ["xnnpack", "portable"])
+def test_executorch_samples(runner, qemu_root, pte_models, tmp_path, name):
+    d, _, _, samples = pte_models
+    model, root = d / f"{name}.pte", tmp_path / "samples"
+    for k, (x, _) in enumerate(samples):
+        (root / str(k)).mkdir(parents=True)
+        np.save(root / str(k) / "in_0.npy", x)
+    r = run(runner, qemu_root, model, "--threads", "2", "--warmup", "1", "--iterations", "1", "--samples", str(root))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"edgecap_runner version=1 runtime=executorch model={model} threads=2"
+    assert re.fullmatch(r"model_load_ms \d+\.\d{3}", lines[1])
+    assert re.fullmatch(r"peak_rss_kb [1-9]\d*", lines[-1])
+    per_sample = lines[2:-1]
+    assert len(per_sample) == 2 * len(samples)
+    for k, (_, expected) in enumerate(samples):
+        timed, output = per_sample[2 * k : 2 * k + 2]
+        assert re.fullmatch(r"iteration_ms \d+\.\d{3}", timed)
+        assert output == f"output 0 {root}/{k}/out_0.npy 2x3x4 float32"
+        got = np.load(root / str(k) / "out_0.npy")
+        assert got.dtype == np.float32 and np.abs(got - expected).max() <= 1e-5
+    assert sum(line.startswith("iteration_ms ") for line in lines) == 3
+    assert sum(line.startswith("output ") for line in lines) == 3
+
+
 def test_executorch_zero_inputs_and_min_seconds(runner, qemu_root, pte_models, tmp_path):
-    d, _, expected_zeros = pte_models
+    d, _, expected_zeros, _ = pte_models
     r = run(
         runner,
         qemu_root,
@@ -149,7 +176,7 @@ def test_executorch_zero_inputs_and_min_seconds(runner, qemu_root, pte_models, t
 
 
 def test_executorch_rejects_a_wrong_input(runner, qemu_root, pte_models, tmp_path):
-    d, _, _ = pte_models
+    d, _, _, _ = pte_models
     np.save(tmp_path / "bad.npy", np.zeros((1, 3), np.float32))
     r = run(
         runner,

@@ -1,7 +1,8 @@
 """An Android phone over adb as a target: latency, thermal traces and outputs for parity.
 
 A session has one working folder on the device, /data/local/tmp/edgecap/<id>/ with bin/ (the
-runners and their libraries), models/, inputs/ and out/; `close` removes it unless `keep`.
+runners and their libraries), models/<n>/, inputs/ (bench) and io/ (validation batches);
+`close` removes it unless `keep`.
 
 Runners are the user's (no runtime's Android binaries can be fetched or built here): the
 runtimes' own benchmark tools, and edgecap's runner (runners/edgecap_runner), the one that
@@ -84,12 +85,20 @@ class AdbTarget(Target):
         self.settle_s = 15.0  # cooling by under 0.5 °C over this long counts as no longer cooling
         super().__init__(spec, log_path, options)
         self.adb = Adb()
-        self.adb.serial = pick_serial(self.adb, spec.split(":", 1)[1] if ":" in spec else None)
+        wanted = spec.split(":", 1)[1] if ":" in spec else os.environ.get("ANDROID_SERIAL")
+        self.adb.serial = pick_serial(self.adb, wanted or None)
         self.name = f"adb:{self.adb.serial}"
         self.work = f"{ROOT}/{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self._facts: dict | None = None
         self._pushed: dict[str, str] = {}  # local path -> device path
         self._made = False
+        self._model_folders = 0
+        self._scratch = Path(tempfile.mkdtemp(prefix="edgecap-adb-"))  # host side: inputs as .npy
+
+    def next_model_folder(self) -> int:
+        """A fresh models/<n>/ folder on the device: two artifacts may share a file name."""
+        self._model_folders += 1
+        return self._model_folders
 
     # --- device --------------------------------------------------------------------------------
     def device_facts(self) -> dict:
@@ -187,8 +196,7 @@ class AdbTarget(Target):
         return f"{self.work}/bin/{tool.name}"
 
     def _push_model(self, path: Path, index: int) -> str:
-        # One folder per subject: two artifacts may share a file name. An ONNX model's weights
-        # may sit beside it in an external-data file (model.onnx.data): it goes along.
+        # An ONNX model's weights may sit beside it in an external-data file (model.onnx.data): it goes along.
         extra = [p for p in [path.with_name(path.name + ".data")] if path.suffix == ".onnx" and p.exists()]
         self._push([(p, f"models/{index}") for p in [path, *extra]], f"pushing {path.name}")
         return self._pushed[str(path)]
@@ -218,14 +226,13 @@ class AdbTarget(Target):
     # --- latency ------------------------------------------------------------------------------
     def _prepare(self, subjects: list[dict], inputs: Path) -> list[dict]:
         arrays = load_arrays(inputs, "bench inputs")
-        scratch = Path(tempfile.mkdtemp(prefix="edgecap-adb-"))
         files = []
         for name, value in arrays.items():
-            np.save(scratch / f"{name}.npy", np.ascontiguousarray(value))
-            files.append((scratch / f"{name}.npy", "inputs"))
+            np.save(self._scratch / f"{name}.npy", np.ascontiguousarray(value))
+            files.append((self._scratch / f"{name}.npy", "inputs"))
         self._push(files, "pushing the inputs")
         plans = []
-        for i, s in enumerate(subjects):
+        for s in subjects:
             path = Path(s["path"])
             tool = self._tool_for(SUFFIX_FORMAT[path.suffix], need_outputs=False)
             if isinstance(tool, str):
@@ -235,7 +242,7 @@ class AdbTarget(Target):
             if missing:
                 raise EdgecapError(f"bench inputs {inputs} lack {missing} for {s['name']}")
             plans.append({"subject": s, "tool": tool, "exe": self._push_tool(tool),
-                          "model": self._push_model(path, i), "inputs": [f"{self.work}/inputs/{n}.npy" for n in names]})
+                          "model": self._push_model(path, self.next_model_folder()), "inputs": [f"{self.work}/inputs/{n}.npy" for n in names]})
         return plans
 
     def measure(self, subjects: list[dict], inputs: Path, options: list[BenchOptions],
@@ -323,6 +330,9 @@ class AdbTarget(Target):
         return DeviceRunner(self, tool, path, threads, family, input_names, output_names)
 
     def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self._scratch, ignore_errors=True)
         if self._made and not self.keep:
             try:
                 self.adb.shell(device_command("rm", "-rf", self.work), "removing the working folder", timeout=60)
@@ -346,7 +356,7 @@ class DeviceRunner(Runner):
         self.format, self.input_names, self.output_names = self.host.format, self.host.input_names, self.host.output_names
         self.input_shapes = self.host.input_shapes
         self.exe = target._push_tool(tool)
-        self.model = target._push_model(path, len(target._pushed))
+        self.model = target._push_model(path, target.next_model_folder())
         self.io = f"{target.work}/io"
 
     def run(self, inputs):
@@ -390,10 +400,6 @@ class DeviceRunner(Runner):
 
     def metadata(self) -> dict:
         return self.host.metadata()
-
-
-def adb_serial(target: AdbTarget) -> str:
-    return target.adb.serial
 
 
 def _center(result: ToolResult) -> float | None:

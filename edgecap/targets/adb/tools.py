@@ -150,7 +150,8 @@ def _args_ort(model, threads, warmup, iterations, min_seconds, inputs, output_di
     # inputs are ignored); it always runs one warm-up inference whatever `warmup` is, and -t (duration mode)
     # replaces -r rather than adding to it, so min_seconds is ignored. Every option is its own argv word: the
     # absl-flags parser (ORT >= 1.23) recognises "-r" only so. -p is a prefix: ORT writes <prefix>_<time>.json.
-    argv = ["-I", "-m", "times", "-r", str(iterations), "-x", str(max(threads, 0)), "-s"]
+    # -v prints every run's time: percentiles over all rounds come from those, not from per-round summaries.
+    argv = ["-I", "-m", "times", "-r", str(iterations), "-x", str(max(threads, 0)), "-s", "-v"]
     if profile:
         argv += ["-p", profile]
     return argv + [model]

@@ -86,7 +86,7 @@ def test_keep_leaves_the_working_folder(phone, tmp_path):
     runners = runner_folder(tmp_path / "runners", "edgecap_runner")
     bench_files([model], threads=(1,), min_runs=2, min_seconds=0.0, warmup=0, rounds=1, target="adb",
                 progress=False, target_options={"runner_dir": str(runners), "keep": True})
-    kept = list(device.root.glob("data/local/tmp/edgecap/*/models/0/lin.onnx"))
+    kept = list(device.root.glob("data/local/tmp/edgecap/*/models/*/lin.onnx"))
     assert len(kept) == 1
 
 
@@ -224,3 +224,43 @@ def test_sustained_bench_then_the_report_shows_device_figures_and_traces(phone, 
     assert "target: adb:SIM0001" in md and "edgecap simulated device" in md
     assert (run / "report_sustained.png").stat().st_size > 10_000
     assert "report_sustained.png" in md and "sustained runs on adb:SIM0001" not in md  # the title is in the image
+
+
+def test_the_runner_folder_comes_from_the_option_or_the_config(phone, tmp_path, monkeypatch):
+    model, _ = _linear(tmp_path)
+    runners = runner_folder(tmp_path / "from config", "edgecap_runner")
+    config = tmp_path / "config.toml"
+    monkeypatch.setenv("EDGECAP_CONFIG", str(config))
+    with get_target("adb", tmp_path / "log") as target:
+        with pytest.raises(EdgecapError, match="no runner folder for the phone: pass --runner-dir DIR"):
+            target.unsupported({"path": str(model)})
+    config.write_text(f'[adb]\nrunner_dir = "{runners}"\n')
+    with get_target("adb", tmp_path / "log") as target:
+        assert target.unsupported({"path": str(model)}) is None and target.runner_dir == str(runners)
+    config.write_text("[adb\nrunner_dir = 3\n")
+    with pytest.raises(EdgecapError, match=r"config.toml: not valid TOML"):
+        get_target("adb", tmp_path / "log")
+
+
+def test_the_runtimes_own_tools_come_first_for_timing(phone, tmp_path):
+    _, device = phone
+    model, _ = _linear(tmp_path)
+    runners = runner_folder(tmp_path / "runners", "onnxruntime_perf_test", "edgecap_runner")
+    report = bench_files([model], threads=(2,), min_runs=4, min_seconds=0.0, warmup=0, rounds=2, target="adb",
+                         progress=False, target_options={"runner_dir": str(runners)})
+    row = report["rows"][0]
+    assert row["runner"] == "onnxruntime_perf_test" and row["percentiles"] == "per-iteration times"
+    call = runner_calls(device)[0]
+    assert "onnxruntime_perf_test -I -m times -r 2 -x 2 -s -v" in call and call.endswith("/lin.onnx")
+    # The recorded transcript's per-iteration times, twice (two rounds): their median, not a guess.
+    from edgecap.targets.adb.tools import TOOLS
+
+    recorded = TOOLS["onnxruntime_perf_test"].parse(_recorded("onnxruntime_perf_test_verbose.txt"))
+    assert row["runs"] == 2 * len(recorded.times_ms)
+    assert row["p50_ms"] == pytest.approx(float(np.median(recorded.times_ms)))
+
+
+def _recorded(name):
+    from tests.targets.adb.sim.standins import FIXTURES
+
+    return "".join(ln for ln in (FIXTURES / name).read_text().splitlines(keepends=True) if not ln.startswith("# "))

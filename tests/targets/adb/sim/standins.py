@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-RECORDED = {"benchmark_model": "benchmark_model_2.x.txt", "onnxruntime_perf_test": "onnxruntime_perf_test.txt",
+RECORDED = {"benchmark_model": "benchmark_model_2.x.txt", "onnxruntime_perf_test": "onnxruntime_perf_test_verbose.txt",
             "executor_runner": "executor_runner.txt"}
 _models: dict = {}
 
