@@ -77,8 +77,16 @@ def _target_options(a) -> dict | None:
     """The phone's options (runner folder, working folder kept, cooling) for an adb target."""
     if not a.target.startswith("adb"):
         return None
-    return {"runner_dir": a.runner_dir, "runner": a.runner, "keep": a.keep, "cool_to_c": a.cool_to,
-            "cool_timeout_s": a.cool_timeout}
+    options = {"runner_dir": a.runner_dir, "runner": a.runner, "keep": a.keep, "cool_to_c": a.cool_to,
+               "cool_timeout_s": a.cool_timeout}
+    if getattr(a, "profile", False):  # op profiles go beside the results
+        if a.run:
+            options["profile_dir"] = str(Path(a.run) / "profiles")
+        elif a.out:
+            options["profile_dir"] = str(Path(a.out).parent / "profiles")
+        else:
+            raise EdgecapError("--profile with --artifact needs --out (the profiles go beside it)")
+    return options
 
 
 def cmd_validate(a) -> None:
@@ -272,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=_threads, default=(1, 2), help="thread counts (default 1,2)")
     sp.add_argument("--runs", type=int, default=200, help="minimum timed runs per measurement (default 200)")
     _target_arguments(sp)
+    sp.add_argument("--profile", action="store_true",
+                    help="adb: after timing, one more run with the runtime's op profiler; the profile is pulled "
+                         "to RUN/profiles/ and summed per operator type")
     sp.add_argument("--sustained", type=float, metavar="SECONDS",
                     help="adb: then run each artifact alone this long, tracing latency, CPU frequencies and "
                          "temperatures, and report when throttling began")
@@ -393,9 +404,8 @@ def check_arguments(a) -> None:
     target = getattr(a, "target", "host")
     if target != "host" and target.split(":", 1)[0] != "adb":
         raise EdgecapError(f"unknown target {target!r}; available: host, adb, adb:SERIAL")
-    if target == "host" and (getattr(a, "runner_dir", None) or getattr(a, "runner", None) or getattr(a, "keep", False)
-                             or getattr(a, "sustained", None)):
-        raise EdgecapError("--runner-dir, --runner, --keep and --sustained go with --target adb")
+    if target == "host" and any(getattr(a, k, None) for k in ("runner_dir", "runner", "keep", "sustained", "profile")):
+        raise EdgecapError("--runner-dir, --runner, --keep, --profile and --sustained go with --target adb")
     if getattr(a, "runner", None):
         from edgecap.targets.adb.tools import TOOLS
 

@@ -271,6 +271,11 @@ def device_notes(report: dict, by_name: dict, threads: list[int]) -> list[str]:
         lines.append(f"  {name}: {one['runner']} ({one['runtime']}); percentiles {one['percentiles']}; init "
                      f"{_cell(one.get('init_ms'), 0, 1).strip()} ms; hottest zone {first.get('hottest_c')} -> "
                      f"{last.get('hottest_c')} °C" + (" (PARTIAL)" if one.get("partial") else ""))
+        profile = one.get("op_profile")
+        if profile:
+            top = ", ".join(f"{r['op']} {r['percent']:.0f}%" for r in profile.get("ops", [])[:4])
+            lines.append(f"    op profile: {top} ({profile['file']})" if "file" in profile else
+                         f"    op profile: {profile['error']}")
     if lines:
         lines.insert(0, "on the device:")
     for run in report.get("sustained", []):

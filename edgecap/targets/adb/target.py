@@ -80,6 +80,7 @@ class AdbTarget(Target):
         self.runner_dir = options.pop("runner_dir", None) or runner_dir_from_config()
         self.forced_runner = options.pop("runner", None)
         self.keep = bool(options.pop("keep", False))
+        self.profile_dir = options.pop("profile_dir", None)  # where op profiles go, if wanted
         self.cool_to_c = float(options.pop("cool_to_c", 40.0))
         self.cool_timeout_s = float(options.pop("cool_timeout_s", 180.0))
         self.settle_s = 15.0  # cooling by under 0.5 °C over this long counts as no longer cooling
@@ -270,7 +271,40 @@ class AdbTarget(Target):
             raise TargetInterrupted(str(e), partial) from None
         finally:
             bar.close()
-        return [_summary(p, o, m, cooldown) for p, o, m in zip(plans, options, done)]
+        rows = [_summary(p, o, m, cooldown) for p, o, m in zip(plans, options, done)]
+        if self.profile_dir:  # after the timing: profiling perturbs the times it would record
+            for plan, opt, row in zip(plans, options, rows):
+                row["op_profile"] = self._op_profile(plan, opt)
+        return rows
+
+    PROFILE_SUFFIX = {"benchmark_model": ".csv", "onnxruntime_perf_test": "", "executor_runner": ".etdump"}
+
+    def _op_profile(self, plan: dict, opt: BenchOptions) -> dict:
+        """One more run with the tool's op profiler on; the profile pulled into `profile_dir` and
+        summed per operator type. edgecap_runner has no profiler: that row says so."""
+        from edgecap.targets.adb.profiles import op_table
+
+        tool, name = plan["tool"], plan["subject"]["name"]
+        if tool.name not in self.PROFILE_SUFFIX:
+            return {"error": f"{tool.name} has no op profiler: add the runtime's own tool to the runner folder"}
+        remote = f"{self.work}/out/{Path(name).stem}-{opt.threads}t{self.PROFILE_SUFFIX[tool.name]}"
+        args = tool.args(plan["model"], opt.threads, 1, 10, 0.0, plan["inputs"], None, remote)
+        command = device_command("taskset", self._mask(), plan["exe"], *args,
+                                 env={"LD_LIBRARY_PATH": f"{self.work}/bin"})
+        self.adb.shell(device_command("mkdir", "-p", f"{self.work}/out"), "creating the profile folder")
+        self._run_tool(tool, command, f"profiling {name} with {tool.name}")
+        if tool.name == "onnxruntime_perf_test":  # -p is a prefix: ORT adds the date and time
+            _, listing, _ = self.adb.shell(f"ls {tool.profile_glob(remote)}", f"finding the profile of {name}",
+                                           check=False)
+            found = [ln.strip() for ln in listing.splitlines() if ln.strip().endswith(".json")]
+            if not found:
+                return {"error": f"{tool.name} wrote no profile {tool.profile_glob(remote)}"}
+            remote = found[-1]
+        folder = Path(self.profile_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.adb.pull([remote], folder, f"pulling the op profile of {name}")
+        local = folder / Path(remote).name
+        return {"file": str(local), "ops": op_table(local)}
 
     # --- heat ---------------------------------------------------------------------------------
     def cool_down(self, progress: bool = True) -> dict:

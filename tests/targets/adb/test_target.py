@@ -264,3 +264,14 @@ def _recorded(name):
     from tests.targets.adb.sim.standins import FIXTURES
 
     return "".join(ln for ln in (FIXTURES / name).read_text().splitlines(keepends=True) if not ln.startswith("# "))
+
+
+def test_op_profiles_are_pulled_and_summed_per_operator(phone, tmp_path):
+    model, _ = _linear(tmp_path)
+    runners = runner_folder(tmp_path / "runners", "onnxruntime_perf_test")
+    report = bench_files([model], threads=(1,), min_runs=2, min_seconds=0.0, warmup=0, rounds=1, target="adb",
+                         progress=False, target_options={"runner_dir": str(runners), "profile_dir": str(tmp_path / "p")})
+    profile = report["rows"][0]["op_profile"]
+    assert profile["file"].endswith("_2026-12-06_12-00-00.json") and (tmp_path / "p").is_dir()
+    assert profile["ops"][0]["op"] == "Conv" and abs(sum(r["percent"] for r in profile["ops"]) - 100) < 0.1
+    assert "op profile: Conv" in format_table(report)

@@ -213,6 +213,12 @@ class SimulatedDevice:
                 shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
                 self._used = None  # counted again when next needed
             return 0, "", ""
+        if name == "ls":
+            found = [p for a in args if not a.startswith("-")
+                     for p in sorted(glob.glob(str(self.root) + os.path.normpath(a))) if self.local(a) is not None]
+            if not found:
+                return 1, "", f"ls: {' '.join(args)}: No such file or directory\n"
+            return 0, "".join("/" + str(Path(p).relative_to(self.root)) + "\n" for p in found), ""
         if name == "chmod":
             target = self.local(args[-1])
             if target is None or not target.exists():

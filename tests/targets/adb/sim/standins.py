@@ -26,9 +26,27 @@ def run(program: str, argv: list[str], device, cpus: list[int]) -> tuple[int, st
     if program == "edgecap_runner":
         return _edgecap_runner(argv, device, cpus)
     if program in RECORDED:
+        _write_recorded_profile(program, argv, device)
         lines = (FIXTURES / RECORDED[program]).read_text().splitlines(keepends=True)
         return 0, "".join(ln for ln in lines if not ln.startswith("# ")), ""  # without the fixture's own notes
     return 126, "", f"/system/bin/sh: {program}: not executable: no stand-in for this program\n"
+
+
+PROFILES = {"benchmark_model": ("--op_profiling_output_file=", "profile_benchmark_model.csv", ""),
+            "onnxruntime_perf_test": ("-p", "profile_onnxruntime.json", "_2026-12-06_12-00-00.json"),
+            "executor_runner": ("--etdump_path=", "profile_executorch_xnnpack.etdump", "")}
+
+
+def _write_recorded_profile(program: str, argv: list[str], device) -> None:
+    """A recorded op profile where the tool's flag asks for one (ORT appends a date to its prefix)."""
+    flag, fixture, suffix = PROFILES[program]
+    for i, word in enumerate(argv):
+        target = (argv[i + 1] if i + 1 < len(argv) else None) if word == flag else \
+            (word[len(flag):] if flag.endswith("=") and word.startswith(flag) else None)
+        if target:
+            local = device.local(target + suffix)
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes((FIXTURES / fixture).read_bytes())
 
 
 def _options(argv: list[str]) -> dict:
