@@ -76,7 +76,8 @@ def _bench_run(run_dir, manifest, family, run, tgt, threads, min_runs, min_secon
     heavy = BenchOptions(min_runs=min(5, min_runs), min_seconds=min(2.0, min_seconds), warmup=min(1, warmup),
                          rounds=min(rounds, 5))
     if not subjects:
-        raise EdgecapError(f"nothing to bench on {tgt.name}: " + "; ".join(f"{s['name']}: {s['reason']}" for s in skipped))
+        reasons = "; ".join(f"{s['name']}: {s['reason']}" for s in skipped)
+        raise EdgecapError(f"nothing to bench on {tgt.name}: {reasons}")
     work = [(s, t) for s in subjects for t in threads]
     base = {"family": family.name, "target": tgt.name, "device": device, "threads": list(threads), "rounds": rounds,
             "skipped": skipped, "note": "latency per inference, batch 1"}
@@ -284,7 +285,8 @@ def device_notes(report: dict, by_name: dict, threads: list[int]) -> list[str]:
             lines.append("")
         head = f"sustained {run['name']} for {run['seconds']:g} s at {run['threads']} thread(s) ({run['runner']}): "
         if t["throttled"]:
-            lines.append(head + f"throttled from {t['onset_s']:.0f} s: p50 {_cell(t.get('latency_before_ms'), 0, 2)} ms "
+            lines.append(head + f"throttled from {t['onset_s']:.0f} s: p50 "
+                         f"{_cell(t.get('latency_before_ms'), 0, 2)} ms "
                          f"before -> {_cell(t.get('latency_after_ms'), 0, 2)} ms after, fastest cluster capped at "
                          f"{t['cap_after']:.0%}")
         else:
@@ -321,7 +323,8 @@ def format_table(report: dict) -> str:
              + f" {'mean 1T':>8} {'p90 1T':>8} {'p99 1T':>8} {'FPS 1T':>9} {'spread':>7} {'x eager':>8} {'peak MB':>8}"
              + f" {'+load MB':>8}"]
     if report.get("partial"):
-        lines.insert(0, f"PARTIAL: {report.get('error', 'the measurement stopped')}; rows below are from finished rounds")
+        lines.insert(0, f"PARTIAL: {report.get('error', 'the measurement stopped')}; "
+                        "rows below are from finished rounds")
     by_name: dict[str, dict] = {}
     for r in report["rows"]:
         by_name.setdefault(r["name"], {})[r["threads"]] = r

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecap.core.console import progress as progress_bar
-
 from edgecap import EdgecapError
+from edgecap.core.console import progress as progress_bar
 from edgecap.core.io import write_json
 from edgecap.core.runner import RunnerUnavailable, TorchRunner, batched
 from edgecap.runs import check_artifact_model, load_manifest, load_trained_model, open_artifact, verify_artifact

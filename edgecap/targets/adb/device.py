@@ -125,7 +125,8 @@ def read_facts(adb: Adb) -> dict:
             "manufacturer": props.get("ro.product.manufacturer", "?"),
             "soc": props.get("ro.soc.model") or props.get("ro.board.platform", "?"),
             "abi": props.get("ro.product.cpu.abi", "?"),
-            "abis": [a for a in props.get("ro.product.cpu.abilist", props.get("ro.product.cpu.abi", "")).split(",") if a],
+            "abis": [a for a in props.get("ro.product.cpu.abilist", props.get("ro.product.cpu.abi", "")).split(",")
+                     if a],
             "sdk": int(props["ro.build.version.sdk"]) if props.get("ro.build.version.sdk", "").isdigit() else None,
             "android": props.get("ro.build.version.release", "?"),
             "clusters": [{"cpus": c["cpus"], "max_mhz": c["max_mhz"]} for c in found],
@@ -149,7 +150,8 @@ def sample_state(adb: Adb, step: str) -> dict:
     hottest = max(zones, key=lambda z: z["celsius"]) if zones else None
     state = {"clusters": [{"cpus": c["cpus"], "cur_mhz": c["cur_mhz"], "cap_mhz": c["cap_mhz"], "max_mhz": c["max_mhz"]}
                           for c in clusters(files)],
-             "hottest_c": round(hottest["celsius"], 1) if hottest else None, "hottest_zone": hottest["type"] if hottest else None}
+             "hottest_c": round(hottest["celsius"], 1) if hottest else None,
+             "hottest_zone": hottest["type"] if hottest else None}
     service = parse_thermalservice(out)
     if service:
         state["thermal_status"] = service["status_name"]

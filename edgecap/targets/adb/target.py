@@ -193,7 +193,8 @@ class AdbTarget(Target):
         fresh = str(exe) not in self._pushed
         self._push([(p, "bin") for p in [exe, *libraries]], "pushing the runner")
         if fresh:
-            self.adb.shell(device_command("chmod", "755", f"{self.work}/bin/{tool.name}"), "making the runner executable")
+            self.adb.shell(device_command("chmod", "755", f"{self.work}/bin/{tool.name}"),
+                           "making the runner executable")
         return f"{self.work}/bin/{tool.name}"
 
     def _push_model(self, path: Path, index: int) -> str:
@@ -243,7 +244,8 @@ class AdbTarget(Target):
             if missing:
                 raise EdgecapError(f"bench inputs {inputs} lack {missing} for {s['name']}")
             plans.append({"subject": s, "tool": tool, "exe": self._push_tool(tool),
-                          "model": self._push_model(path, self.next_model_folder()), "inputs": [f"{self.work}/inputs/{n}.npy" for n in names]})
+                          "model": self._push_model(path, self.next_model_folder()),
+                          "inputs": [f"{self.work}/inputs/{n}.npy" for n in names]})
         return plans
 
     def measure(self, subjects: list[dict], inputs: Path, options: list[BenchOptions],
@@ -267,7 +269,8 @@ class AdbTarget(Target):
                     mine.append((result, before, after))
                     bar.update(1)
         except EdgecapError as e:
-            partial = [_summary(p, o, m, cooldown, partial=True) if m else None for p, o, m in zip(plans, options, done)]
+            partial = [_summary(p, o, m, cooldown, partial=True) if m else None
+                       for p, o, m in zip(plans, options, done)]
             raise TargetInterrupted(str(e), partial) from None
         finally:
             bar.close()
@@ -341,8 +344,9 @@ class AdbTarget(Target):
         bar = progress_bar(total=int(seconds), desc=f"sustained {subject['name']}", disable=not progress, leave=False)
         while time.monotonic() - started < seconds:
             step = f"running {tool.name} on {subject['name']} (sustained, {time.monotonic() - started:.0f} s in)"
-            result = self._run_tool(tool, self._command(tool, plan["exe"], plan["model"], threads, 1 if not trace else 0,
-                                                        chunk, 0.0, plan["inputs"]), step)
+            warmup = 0 if trace else 1
+            command = self._command(tool, plan["exe"], plan["model"], threads, warmup, chunk, 0.0, plan["inputs"])
+            result = self._run_tool(tool, command, step)
             state = sample_state(self.adb, f"sampling the device during {subject['name']}")
             latency = _center(result)
             trace.append({"t_s": round(time.monotonic() - started, 2), "latency_ms": latency, **state})
@@ -387,7 +391,8 @@ class DeviceRunner(Runner):
 
         self.target, self.tool, self.threads, self.path = target, tool, threads, path
         self.host = open_artifact(path, family, threads, input_names, output_names, trusted=True)  # names, metadata
-        self.format, self.input_names, self.output_names = self.host.format, self.host.input_names, self.host.output_names
+        self.format, self.input_names = self.host.format, self.host.input_names
+        self.output_names = self.host.output_names
         self.input_shapes = self.host.input_shapes
         self.exe = target._push_tool(tool)
         self.model = target._push_model(path, target.next_model_folder())

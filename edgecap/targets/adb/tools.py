@@ -110,7 +110,8 @@ def _args_benchmark_model(model, threads, warmup, iterations, min_seconds, input
     argv = [f"--graph={model}", f"--num_threads={threads if threads > 0 else -1}", f"--warmup_runs={warmup}",
             "--warmup_min_secs=0", f"--num_runs={iterations}", f"--min_secs={min_seconds:g}"]
     if profile:  # op profiling perturbs the timings: the caller runs it apart
-        argv += ["--enable_op_profiling=true", "--op_profiling_output_mode=csv", f"--op_profiling_output_file={profile}"]
+        argv += ["--enable_op_profiling=true", "--op_profiling_output_mode=csv",
+                 f"--op_profiling_output_file={profile}"]
     return argv
 
 
@@ -190,7 +191,8 @@ def _args_executor_runner(model, threads, warmup, iterations, min_seconds, input
     # No warm-up or duration option: warmup and min_seconds are ignored (the caller may drop times_ms[:k]).
     # --inputs copies raw file bytes into the tensors, so .npy inputs are ignored: it times on all-ones inputs.
     # --cpu_threads matters in ET_USE_THREADPOOL builds; --etdump_path exists only in event-tracer builds.
-    argv = [f"--model_path={model}", f"--num_executions={iterations}", f"--cpu_threads={threads if threads > 0 else -1}"]
+    argv = [f"--model_path={model}", f"--num_executions={iterations}",
+            f"--cpu_threads={threads if threads > 0 else -1}"]
     if profile:
         argv.append(f"--etdump_path={profile}")
     return argv

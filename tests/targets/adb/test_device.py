@@ -5,8 +5,16 @@ import shlex
 from pathlib import Path
 
 from edgecap.targets.adb.client import device_command
-from edgecap.targets.adb.device import (big_core_mask, clusters, elf_abi, parse_df_free_bytes, parse_getprop,
-                                        parse_grep_files, parse_thermalservice, thermal_zones)
+from edgecap.targets.adb.device import (
+    big_core_mask,
+    clusters,
+    elf_abi,
+    parse_df_free_bytes,
+    parse_getprop,
+    parse_grep_files,
+    parse_thermalservice,
+    thermal_zones,
+)
 from edgecap.targets.adb.target import throttling
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -56,7 +64,8 @@ def test_elf_abi_of_a_runner():
 
 def test_device_commands_survive_the_device_shell():
     # adb shell joins its words with spaces: each word must arrive as one, whatever it holds.
-    words = ["/data/local/tmp/edgecap/w/bin/edgecap_runner", "--model", "/data/local/tmp/my model's v2.onnx", "$HOME;rm"]
+    words = ["/data/local/tmp/edgecap/w/bin/edgecap_runner", "--model", "/data/local/tmp/my model's v2.onnx",
+             "$HOME;rm"]
     line = device_command(*words, env={"LD_LIBRARY_PATH": "/data/local/tmp/edgecap/w/bin"})
     assert shlex.split(line) == ["LD_LIBRARY_PATH=/data/local/tmp/edgecap/w/bin", *words]
 

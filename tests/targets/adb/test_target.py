@@ -146,7 +146,8 @@ def test_full_disk_missing_runner_and_wrong_abi_each_say_so(phone, tmp_path):
         bench_files([model], **options, target_options={"runner_dir": str(wrong)})
     device.free_kb = 1000
     with pytest.raises(EdgecapError, match=r"device SIM0001 is full: .* MB free in /data/local/tmp"):
-        bench_files([model], **options, target_options={"runner_dir": str(runner_folder(tmp_path / "r", "edgecap_runner"))})
+        bench_files([model], **options,
+                    target_options={"runner_dir": str(runner_folder(tmp_path / "r", "edgecap_runner"))})
 
 
 def test_a_push_that_runs_out_of_space_says_so(phone, tmp_path):
@@ -270,7 +271,8 @@ def test_op_profiles_are_pulled_and_summed_per_operator(phone, tmp_path):
     model, _ = _linear(tmp_path)
     runners = runner_folder(tmp_path / "runners", "onnxruntime_perf_test")
     report = bench_files([model], threads=(1,), min_runs=2, min_seconds=0.0, warmup=0, rounds=1, target="adb",
-                         progress=False, target_options={"runner_dir": str(runners), "profile_dir": str(tmp_path / "p")})
+                         progress=False,
+                         target_options={"runner_dir": str(runners), "profile_dir": str(tmp_path / "p")})
     profile = report["rows"][0]["op_profile"]
     assert profile["file"].endswith("_2026-12-06_12-00-00.json") and (tmp_path / "p").is_dir()
     assert profile["ops"][0]["op"] == "Conv" and abs(sum(r["percent"] for r in profile["ops"]) - 100) < 0.1

@@ -115,7 +115,8 @@ class SimulatedDevice:
             cap = self._cap(max_khz, i == 0)
             files.update({f"{base}/related_cpus": " ".join(map(str, cpus)), f"{base}/cpuinfo_max_freq": str(max_khz),
                           f"{base}/scaling_max_freq": str(cap), f"{base}/scaling_cur_freq": str(cap)})
-        zones = [("cpu-big-usr", self.temp_c), ("cpu-little-usr", self.temp_c - 3), ("battery", 29.0 + (self.temp_c - 30) / 4)]
+        zones = [("cpu-big-usr", self.temp_c), ("cpu-little-usr", self.temp_c - 3),
+                 ("battery", 29.0 + (self.temp_c - 30) / 4)]
         for i, (kind, celsius) in enumerate(zones):
             files[f"/sys/class/thermal/thermal_zone{i}/type"] = kind
             files[f"/sys/class/thermal/thermal_zone{i}/temp"] = str(int(round(celsius * 1000)))
