@@ -115,8 +115,8 @@ def _bench_run(run_dir, manifest, family, run, tgt, threads, min_runs, min_secon
         for s in (s for s in subjects if s["kind"] == "artifact"):
             try:
                 report["sustained"].append(tgt.sustained(s, inputs, sustained, threads[0], progress))
-            except EdgecapError as e:
-                write_json(run_dir / "bench.json", {**report, "partial": True, "error": str(e)})
+            except EdgecapError as e:  # the interleaved rows are complete; the sustained runs are not
+                write_json(run_dir / "bench.json", {**report, "sustained_error": str(e)})
                 raise
     write_json(run_dir / "bench.json", report)
     return report
@@ -211,8 +211,8 @@ def noise(before: dict, after: dict, rows: list[dict]) -> dict:
     elif all(v is not None for v in loads) and max(loads) > BUSY_LOAD * cores:
         warnings.append(f"the machine was busy (load {max(loads):.1f} on {cores} cores): latencies are higher and "
                         "noisier than on an idle machine")
-    worst = max(rows, key=lambda r: r.get("round_spread", 0.0), default=None)
-    if worst is not None and worst.get("round_spread", 0.0) > NOISY_SPREAD:
+    worst = max(rows, key=lambda r: r.get("round_spread") or 0.0, default=None)
+    if worst is not None and (worst.get("round_spread") or 0.0) > NOISY_SPREAD:
         warnings.append(f"{worst['name']} at {worst['threads']} thread(s) moved by {worst['round_spread']:.0%} between "
                         "rounds: compare ratios within this run only")
     return {"load_before": loads[0], "load_after": loads[1], "cpu_busy_percent_before": busy[0],
@@ -285,14 +285,18 @@ def device_notes(report: dict, by_name: dict, threads: list[int]) -> list[str]:
             lines.append("")
         head = f"sustained {run['name']} for {run['seconds']:g} s at {run['threads']} thread(s) ({run['runner']}): "
         if t["throttled"]:
+            cap = "" if t.get("cap_after") is None else f", fastest cluster capped at {t['cap_after']:.0%}"
             lines.append(head + f"throttled from {t['onset_s']:.0f} s: p50 "
                          f"{_cell(t.get('latency_before_ms'), 0, 2)} ms "
-                         f"before -> {_cell(t.get('latency_after_ms'), 0, 2)} ms after, fastest cluster capped at "
-                         f"{t['cap_after']:.0%}")
+                         f"before -> {_cell(t.get('latency_after_ms'), 0, 2)} ms after{cap}")
         else:
             lines.append(head + f"no throttling; latency {_cell(t['latency_start_ms'], 0, 2)} -> "
                          f"{_cell(t['latency_end_ms'], 0, 2)} ms")
     return lines
+
+
+def _spread(value) -> str:
+    return f"{'-':>7}" if value is None else f"{value:6.0%}"
 
 
 def _percent(value) -> str:
@@ -335,7 +339,7 @@ def format_table(report: dict) -> str:
         lines.append(f"{shown:<28} {one['size_bytes'] / 1e6:8.2f} "
                      + " ".join(_cell(per[t]["p50_ms"] if t in per else None, 9) for t in threads)
                      + f" {_cell(one.get('mean_ms'), 8)} {_cell(one['p90_ms'], 8)} {_cell(one['p99_ms'], 8)}"
-                     + f" {_cell(one['fps'], 9, 0)} {one['round_spread']:6.0%} {eager}"
+                     + f" {_cell(one['fps'], 9, 0)} {_spread(one.get('round_spread'))} {eager}"
                      + f" {_cell(one.get('peak_rss_mb', one.get('peak_memory_mb')), 8, 0)}"
                      + f" {_cell(one.get('peak_over_baseline_mb'), 8, 1)}")
     for s in report["skipped"]:

@@ -108,7 +108,9 @@ def _plot(run_dir: Path, report: dict) -> str | None:
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    ax.set_xlabel(f"p50 latency per inference, {min(report['bench']['threads'])} thread (ms, log)")
+    no_p50 = any(not r.get("p50_ms") for r in report["bench"]["rows"])
+    ax.set_xlabel(f"{'p50 (mean where a tool gives no p50)' if no_p50 else 'p50'} latency per inference, "
+                  f"{min(report['bench']['threads'])} thread (ms, log)")
     ax.set_ylabel(metric.replace("_mm", " (mm)"))
     ax.set_title(f"{report['run']['family']}: latency vs accuracy on {report['bench']['target']}")
     return _save(fig, ax, run_dir / "report_latency_accuracy.png")
@@ -376,7 +378,7 @@ def _html(report: dict, plots: dict[str, bytes]) -> str:
                          f"{' (STALE)' if one.get('stale') else ''}</td>", num(one["size_bytes"] / 1e6, ".2f")]
                         + [num(per[t]["p50_ms"] if t in per else None, ".4f") for t in threads]
                         + [num(one.get("mean_ms"), ".4f"), num(one["p90_ms"], ".4f"), num(one["p99_ms"], ".4f"),
-                           num(one["fps"], ".0f"), num(100 * one.get("round_spread", 0.0), ".0f"),
+                           num(one["fps"], ".0f"), num(100 * one["round_spread"] if one.get("round_spread") is not None else None, ".0f"),
                            num(one.get("speedup_vs_pytorch"), ".2f"),
                            num(one.get("peak_rss_mb", one.get("peak_memory_mb")), ".0f")])
         out += table(head, rows)

@@ -17,8 +17,11 @@ from edgecap.stages.validate import ValidationFailed, validate
 
 
 @pytest.fixture(scope="module")
-def exported(exported_run):
-    return exported_run
+def exported(exported_run, tmp_path_factory):
+    """A copy of the session's exported run: these tests write results into it."""
+    run = tmp_path_factory.mktemp("pipeline") / "run"
+    shutil.copytree(exported_run, run)
+    return run
 
 
 def test_manifest_lists_eight_artifacts(exported):

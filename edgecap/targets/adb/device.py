@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from edgecap.targets.adb.client import Adb
+from edgecap.targets.adb.client import Adb, state_hint
 
 CPUFREQ = "/sys/devices/system/cpu/cpufreq/policy*"
 THERMAL = "/sys/class/thermal/thermal_zone*"
@@ -177,8 +177,7 @@ def describe_devices(as_json: bool = False) -> str:
     lines = []
     for f in found:
         if f["state"] != "device":
-            hint = "accept the USB debugging prompt on the phone" if f["state"] == "unauthorized" else "reconnect it"
-            lines.append(f"{f['serial']}: {f['state']} ({hint})")
+            lines.append(f"{f['serial']}: {f['state']} ({state_hint(f['state'])})")
             continue
         cluster_text = ", ".join(f"cpus {c['cpus'][0]}-{c['cpus'][-1]} up to {c['max_mhz']:.0f} MHz"
                                  for c in f["clusters"] if c["max_mhz"])

@@ -26,7 +26,7 @@ from edgecap import EdgecapError
 from edgecap.core.console import progress as progress_bar
 from edgecap.core.io import load_arrays
 from edgecap.core.runner import Runner, RunnerUnavailable
-from edgecap.targets.adb.client import Adb, AdbError, DeviceGone, device_command
+from edgecap.targets.adb.client import Adb, AdbError, DeviceGone, device_command, exit_text, state_hint
 from edgecap.targets.adb.device import elf_abi, parse_df_free_bytes, read_facts, sample_state
 from edgecap.targets.adb.tools import TOOLS, Tool, ToolResult, edgecap_runner_samples_args, merge
 from edgecap.targets.base import BenchOptions, Target, TargetInterrupted
@@ -62,9 +62,11 @@ def pick_serial(adb: Adb, wanted: str | None) -> str:
         if state is None:
             raise AdbError(f"device {wanted} is not connected (adb devices lists: {', '.join(ready) or 'none'})")
         if state != "device":
-            raise AdbError(f"device {wanted} is {state}: " + ("accept the USB debugging prompt on the phone"
-                                                                 if state == "unauthorized" else "reconnect it"))
+            raise AdbError(f"device {wanted} is {state}: {state_hint(state)}")
         return wanted
+    if not ready and devices:
+        d = devices[0]
+        raise AdbError(f"device {d['serial']} is {d['state']}: {state_hint(d['state'])}")
     if not ready:
         raise AdbError("no Android device connected: plug one in with USB debugging on (`adb devices` lists none)")
     if len(ready) > 1:
@@ -109,10 +111,11 @@ class AdbTarget(Target):
         facts["state"] = sample_state(self.adb, "reading the CPU frequencies and temperatures")
         return facts
 
-    def _mask(self) -> str:
+    def _mask(self) -> str | None:
+        """The big cores' taskset mask; None where the clusters could not be read (no pinning)."""
         if self._facts is None:
             self._facts = read_facts(self.adb)
-        return self._facts["big_core_mask"] or "1"
+        return self._facts["big_core_mask"] or None
 
     # --- runners -------------------------------------------------------------------------------
     def _runner_folder(self) -> Path:
@@ -203,12 +206,17 @@ class AdbTarget(Target):
         self._push([(p, f"models/{index}") for p in [path, *extra]], f"pushing {path.name}")
         return self._pushed[str(path)]
 
+    def pinned(self, exe: str, *args: str) -> str:
+        """The command line running `exe` on the big cores, with the runner folder's libraries."""
+        mask = self._mask()
+        return device_command(*(["taskset", mask] if mask else []), exe, *args,
+                              env={"LD_LIBRARY_PATH": f"{self.work}/bin"})
+
     def _command(self, tool: Tool, exe: str, model: str, threads: int, warmup: int, iterations: int,
                  seconds: float, inputs: list[str], output_dir: str | None = None) -> str:
-        args = tool.args(model, threads, warmup, iterations, seconds, inputs, output_dir)
-        return device_command("taskset", self._mask(), exe, *args, env={"LD_LIBRARY_PATH": f"{self.work}/bin"})
+        return self.pinned(exe, *tool.args(model, threads, warmup, iterations, seconds, inputs, output_dir))
 
-    def _run_tool(self, tool: Tool, command: str, step: str) -> ToolResult:
+    def _run_tool(self, tool: Tool, command: str, step: str, warmup: int = 0) -> ToolResult:
         code, out, err = self.adb.shell(command, step, check=False)
         if self.log_path:  # the runner's whole output, for the user to read
             Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -217,8 +225,11 @@ class AdbTarget(Target):
         try:
             if code != 0:
                 tail = " | ".join([ln for ln in (err or out).splitlines() if ln.strip()][-4:])
-                raise AdbError(f"{step}: {tool.name} exited with code {code}: {tail or 'no output'}")
-            return tool.parse(out, err)
+                raise AdbError(f"{step}: {tool.name} failed ({exit_text(code)}): {tail or 'no output'}")
+            result = tool.parse(out, err)
+            if tool.warmup_in_times and warmup and len(result.times_ms) > warmup:
+                result.times_ms = result.times_ms[warmup:]
+            return result
         except EdgecapError:
             # A cut connection can look like a run that printed nothing: ask whether the device is there.
             if not self.adb.present():
@@ -264,7 +275,7 @@ class AdbTarget(Target):
                     before = sample_state(self.adb, f"sampling the device before {name}, round {r + 1}")
                     command = self._command(tool, plan["exe"], plan["model"], opt.threads, opt.warmup,
                                             -(-opt.min_runs // rounds), opt.min_seconds / rounds, plan["inputs"])
-                    result = self._run_tool(tool, command, step)
+                    result = self._run_tool(tool, command, step, opt.warmup)
                     after = sample_state(self.adb, f"sampling the device after {name}, round {r + 1}")
                     mine.append((result, before, after))
                     bar.update(1)
@@ -275,9 +286,20 @@ class AdbTarget(Target):
         finally:
             bar.close()
         rows = [_summary(p, o, m, cooldown) for p, o, m in zip(plans, options, done)]
+        big = len(self._facts["big_cores"]) if self._facts else 0
+        for opt, row in zip(options, rows):
+            if big and opt.threads > big:
+                row["notes"].append(f"{opt.threads} threads on {big} big cores: threads share cores")
+            if not self._mask():
+                row["notes"].append("not pinned: the CPU clusters could not be read")
         if self.profile_dir:  # after the timing: profiling perturbs the times it would record
             for plan, opt, row in zip(plans, options, rows):
-                row["op_profile"] = self._op_profile(plan, opt)
+                try:
+                    row["op_profile"] = self._op_profile(plan, opt)
+                except DeviceGone as e:
+                    raise TargetInterrupted(str(e), rows) from None
+                except EdgecapError as e:  # an older tool without the flags, a garbled file: the timings stand
+                    row["op_profile"] = {"error": str(e)}
         return rows
 
     PROFILE_SUFFIX = {"benchmark_model": ".csv", "onnxruntime_perf_test": "", "executor_runner": ".etdump"}
@@ -292,13 +314,12 @@ class AdbTarget(Target):
             return {"error": f"{tool.name} has no op profiler: add the runtime's own tool to the runner folder"}
         remote = f"{self.work}/out/{Path(name).stem}-{opt.threads}t{self.PROFILE_SUFFIX[tool.name]}"
         args = tool.args(plan["model"], opt.threads, 1, 10, 0.0, plan["inputs"], None, remote)
-        command = device_command("taskset", self._mask(), plan["exe"], *args,
-                                 env={"LD_LIBRARY_PATH": f"{self.work}/bin"})
+        command = self.pinned(plan["exe"], *args)
         self.adb.shell(device_command("mkdir", "-p", f"{self.work}/out"), "creating the profile folder")
         self._run_tool(tool, command, f"profiling {name} with {tool.name}")
         if tool.name == "onnxruntime_perf_test":  # -p is a prefix: ORT adds the date and time
-            _, listing, _ = self.adb.shell(f"ls {tool.profile_glob(remote)}", f"finding the profile of {name}",
-                                           check=False)
+            pattern = device_command(remote) + "_*.json"  # the name quoted, the glob left to the shell
+            _, listing, _ = self.adb.shell(f"ls {pattern}", f"finding the profile of {name}", check=False)
             found = [ln.strip() for ln in listing.splitlines() if ln.strip().endswith(".json")]
             if not found:
                 return {"error": f"{tool.name} wrote no profile {tool.profile_glob(remote)}"}
@@ -346,7 +367,7 @@ class AdbTarget(Target):
             step = f"running {tool.name} on {subject['name']} (sustained, {time.monotonic() - started:.0f} s in)"
             warmup = 0 if trace else 1
             command = self._command(tool, plan["exe"], plan["model"], threads, warmup, chunk, 0.0, plan["inputs"])
-            result = self._run_tool(tool, command, step)
+            result = self._run_tool(tool, command, step, warmup)
             state = sample_state(self.adb, f"sampling the device during {subject['name']}")
             latency = _center(result)
             trace.append({"t_s": round(time.monotonic() - started, 2), "latency_ms": latency, **state})
@@ -397,6 +418,7 @@ class DeviceRunner(Runner):
         self.exe = target._push_tool(tool)
         self.model = target._push_model(path, target.next_model_folder())
         self.io = f"{target.work}/io"
+        self._expected: dict | None = None  # output shapes, checked once against the host
 
     def run(self, inputs):
         return self.run_many([inputs])[0]
@@ -414,28 +436,37 @@ class DeviceRunner(Runner):
             for k, inputs in enumerate(samples):
                 (local / str(k)).mkdir(parents=True)
                 for i, name in enumerate(self.input_names):
-                    np.save(local / str(k) / f"in_{i}.npy", np.ascontiguousarray(inputs[name], np.float32))
+                    np.save(local / str(k) / f"in_{i}.npy", np.ascontiguousarray(inputs[name]))  # dtype kept
             remote = f"{self.io}/batch"
             adb.shell(device_command("rm", "-rf", remote) + " && " + device_command("mkdir", "-p", self.io),
                       f"preparing the inputs of {what}")
             adb.push([local], self.io, f"pushing {len(samples)} input(s) of {what}")
             args = edgecap_runner_samples_args(self.model, self.threads, 0, remote)
-            command = device_command("taskset", self.target._mask(), self.exe, *args,
-                                     env={"LD_LIBRARY_PATH": f"{self.target.work}/bin"})
-            result = self.target._run_tool(self.tool, command, f"running {what}")
+            result = self.target._run_tool(self.tool, self.target.pinned(self.exe, *args), f"running {what}")
             expected = len(samples) * len(self.output_names)
             if len(result.outputs) != expected:
                 raise AdbError(f"{what}: edgecap_runner wrote {len(result.outputs)} outputs for {len(samples)} "
                                f"sample(s), expected {len(self.output_names)} each ({', '.join(self.output_names)})")
             pulled = Path(scratch) / "pulled"
             pulled.mkdir()
+            # Only the outputs travel back: the inputs go first (the glob is left to the device's shell).
+            adb.shell("rm -f " + device_command(remote) + "/*/in_*.npy", f"removing the inputs of {what}")
             adb.pull([remote], pulled, f"pulling the outputs of {what}")
-            out = []
-            for k in range(len(samples)):
-                out.append({name: np.load(pulled / "batch" / str(k) / f"out_{i}.npy", allow_pickle=False)
-                            for i, name in enumerate(self.output_names)})
-            adb.shell(device_command("rm", "-rf", remote), f"removing the inputs of {what}")
+            out = [self._outputs(pulled / "batch" / str(k), what) for k in range(len(samples))]
+            adb.shell(device_command("rm", "-rf", remote), f"removing the outputs of {what}")
+        if self._expected is None:  # the runner numbers outputs in the model's order: check it is the artifact's
+            self._expected = {n: v.shape for n, v in self.host.run(samples[0]).items()}
+            got = {n: v.shape for n, v in out[0].items()}
+            if got != self._expected:
+                raise AdbError(f"{what}: the runner's outputs have shapes {list(got.values())}, the artifact's "
+                               f"{self.output_names} have {list(self._expected.values())}: output order differs")
         return out
+
+    def _outputs(self, folder: Path, what: str) -> dict:
+        try:
+            return {name: np.load(folder / f"out_{i}.npy", allow_pickle=False) for i, name in enumerate(self.output_names)}
+        except (OSError, ValueError) as e:
+            raise AdbError(f"{what}: an output pulled from the device cannot be read ({e})") from None
 
     def metadata(self) -> dict:
         return self.host.metadata()
@@ -486,15 +517,20 @@ def _summary(plan: dict, options: BenchOptions, done: list, cooldown: dict, part
         stats = merged.stats
         row.update({k: stats.get(k) for k in ("p50_ms", "p90_ms", "p99_ms")})
         row.update(mean_ms=stats.get("mean_ms"), min_ms=stats.get("min_ms"), max_ms=stats.get("max_ms"),
-                   std_ms=stats.get("std_ms"), runs=int(stats.get("count", 0)),
-                   percentiles=f"printed by {tool.name}" if stats.get("p50_ms") else
-                   f"not reported: {tool.name} prints avg/min/max/std only")
+                   std_ms=stats.get("std_ms"), runs=int(stats.get("count", 0)))
+        if stats.get("p50_ms"):
+            row["percentiles"] = f"printed by {tool.name}"
+        elif any(r.stats.get("p50_ms") for r in results):  # percentiles of separate runs cannot be pooled
+            row["percentiles"] = f"not pooled: {tool.name} printed them per round (round_stats)"
+            row["round_stats"] = [r.stats for r in results]
+        else:
+            row["percentiles"] = f"not reported: {tool.name} prints avg/min/max/std only"
     center = row["p50_ms"] or row["mean_ms"]
     row["fps"] = 1000 / center if center else None
     per_round = [_center(r) for r in results]
     row["round_p50_ms"] = per_round
     valid = [v for v in per_round if v]
-    row["round_spread"] = (max(valid) - min(valid)) / center if valid and center else 0.0
+    row["round_spread"] = (max(valid) - min(valid)) / center if len(valid) > 1 and center else None
     row["thermal"] = [{"round": i + 1, "before": b, "after": a} for i, (_, b, a) in enumerate(done)]
     row["cooldown"] = cooldown
     if partial:

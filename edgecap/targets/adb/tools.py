@@ -188,10 +188,11 @@ def _parse_executor_runner(stdout: str, stderr: str) -> ToolResult:
 
 
 def _args_executor_runner(model, threads, warmup, iterations, min_seconds, inputs, output_dir, profile):
-    # No warm-up or duration option: warmup and min_seconds are ignored (the caller may drop times_ms[:k]).
+    # No warm-up or duration option: the warm-up runs are timed runs the caller drops (Tool.warmup_in_times);
+    # min_seconds is ignored.
     # --inputs copies raw file bytes into the tensors, so .npy inputs are ignored: it times on all-ones inputs.
     # --cpu_threads matters in ET_USE_THREADPOOL builds; --etdump_path exists only in event-tracer builds.
-    argv = [f"--model_path={model}", f"--num_executions={iterations}",
+    argv = [f"--model_path={model}", f"--num_executions={warmup + iterations}",
             f"--cpu_threads={threads if threads > 0 else -1}"]
     if profile:
         argv.append(f"--etdump_path={profile}")
@@ -283,6 +284,7 @@ class Tool:
     formats: tuple[str, ...]
     runtime: str
     writes_outputs: bool
+    warmup_in_times: bool = False  # its warm-up runs are printed among the timed ones: drop times_ms[:warmup]
 
     def args(self, model: str, threads: int, warmup: int, iterations: int, min_seconds: float = 0.0,
              inputs: list[str] = (), output_dir: str | None = None, profile: str | None = None) -> list[str]:
@@ -302,7 +304,7 @@ class Tool:
 TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("benchmark_model", ("tflite",), "LiteRT", False),
     Tool("onnxruntime_perf_test", ("onnx",), "ONNX Runtime", False),
-    Tool("executor_runner", ("executorch",), "ExecuTorch", False),
+    Tool("executor_runner", ("executorch",), "ExecuTorch", False, warmup_in_times=True),
     Tool("edgecap_runner", ("onnx", "executorch", "tflite"), "edgecap", True),
 )}
 

@@ -4,7 +4,7 @@ the ELF check of a runner; the quoting of device command lines."""
 import shlex
 from pathlib import Path
 
-from edgecap.targets.adb.client import device_command
+from edgecap.targets.adb.client import device_command, exit_text, parse_devices, state_hint
 from edgecap.targets.adb.device import (
     big_core_mask,
     clusters,
@@ -82,3 +82,17 @@ def test_throttling_onset_and_latency_before_and_after():
     assert t["latency_before_ms"] == 10.1 and t["latency_after_ms"] == 15.5
     assert t["slowdown"] == 15.5 / 10.1
     assert throttling([_point(0, 3000, 10.0), _point(2, 2900, 10.0)])["throttled"] is False  # under 5%: noise
+
+
+def test_adb_devices_states_and_extras():
+    text = ("List of devices attached\n"
+            "R5CT1234ABC            device usb:1-1 product:a52q model:SM_A525F device:a52q transport_id:3\n"
+            "0123456789ABCDEF       unauthorized usb:1-2 transport_id:4\n"
+            "ZY22BRXK7V             no permissions (missing udev rules? user is in the plugdev group); "
+            "see [http://developer.android.com/tools/device.html] usb:1-3 transport_id:5\n\n")
+    found = parse_devices(text)
+    assert [(d["serial"], d["state"]) for d in found] == [("R5CT1234ABC", "device"), ("0123456789ABCDEF", "unauthorized"),
+                                                          ("ZY22BRXK7V", "no permissions")]
+    assert found[0]["model"] == "SM_A525F" and found[2]["usb"] == "1-3"
+    assert "udev" in state_hint("no permissions") and "prompt" in state_hint("unauthorized")
+    assert exit_text(137) == "exit 137, killed by SIGKILL: out of memory?" and exit_text(2) == "exit 2"

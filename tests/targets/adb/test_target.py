@@ -129,7 +129,7 @@ def test_a_crashing_runner_is_reported_with_its_stderr(phone, tmp_path):
     model, inputs = _linear(tmp_path)
     runners = runner_folder(tmp_path / "runners", "edgecap_runner")
     device.fail_next["edgecap_runner"] = (139, "loading lin.onnx\nSegmentation fault (core dumped)\n")
-    with pytest.raises(EdgecapError, match=r"edgecap_runner exited with code 139: loading lin.onnx \| Segmentation"):
+    with pytest.raises(EdgecapError, match=r"edgecap_runner failed \(exit 139, killed by SIGSEGV\): loading lin.onnx \| Segm"):
         bench_files([model], threads=(1,), min_runs=2, min_seconds=0.0, warmup=0, rounds=1, target="adb",
                     progress=False, target_options={"runner_dir": str(runners)})
 
@@ -153,12 +153,12 @@ def test_full_disk_missing_runner_and_wrong_abi_each_say_so(phone, tmp_path):
 def test_a_push_that_runs_out_of_space_says_so(phone, tmp_path):
     _, device = phone
     runners = runner_folder(tmp_path / "runners", "edgecap_runner")
-    target = get_target("adb", tmp_path / "log", {"runner_dir": str(runners)})
     device.free_kb = 0  # the push itself fails, as when df said nothing useful
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(200_000))
-    with pytest.raises(EdgecapError, match="is full while pushing"):
-        target.adb.push([big], "/data/local/tmp/edgecap/x", "pushing big.bin")
+    with get_target("adb", tmp_path / "log", {"runner_dir": str(runners)}) as target:
+        with pytest.raises(EdgecapError, match="is full while pushing"):
+            target.adb.push([big], "/data/local/tmp/edgecap/x", "pushing big.bin")
 
 
 def test_sustained_run_finds_throttling(phone, tmp_path):
@@ -277,3 +277,33 @@ def test_op_profiles_are_pulled_and_summed_per_operator(phone, tmp_path):
     assert profile["file"].endswith("_2026-12-06_12-00-00.json") and (tmp_path / "p").is_dir()
     assert profile["ops"][0]["op"] == "Conv" and abs(sum(r["percent"] for r in profile["ops"]) - 100) < 0.1
     assert "op profile: Conv" in format_table(report)
+
+
+def test_a_runner_that_prints_not_found_is_not_an_unplugged_phone(phone, tmp_path):
+    from edgecap.targets.adb.client import DeviceGone
+
+    _, device = phone
+    model, _ = _linear(tmp_path)
+    device.fail_next["onnxruntime_perf_test"] = (255, "Load model failed: file not found\n")
+    runners = runner_folder(tmp_path / "runners", "onnxruntime_perf_test")
+    with pytest.raises(EdgecapError, match=r"onnxruntime_perf_test failed \(exit 255\): Load model failed") as e:
+        bench_files([model], threads=(1,), min_runs=2, min_seconds=0.0, warmup=0, rounds=1, target="adb",
+                    progress=False, target_options={"runner_dir": str(runners)})
+    assert not isinstance(e.value, DeviceGone)
+
+
+def test_a_failing_profiler_keeps_the_timings(phone, tmp_path):
+    _, device = phone
+    model, _ = _linear(tmp_path)
+    runners = runner_folder(tmp_path / "runners", "onnxruntime_perf_test")
+    calls, real_exec = [], device._exec
+
+    def profiling_run_fails(argv, cpus):  # like a tool built without the profiler's flag
+        calls.append(argv)
+        return (1, "", "Unknown command line flag 'p'\n") if "-p" in argv else real_exec(argv, cpus)
+
+    device._exec = profiling_run_fails
+    report = bench_files([model], threads=(1,), min_runs=2, min_seconds=0.0, warmup=0, rounds=1, target="adb",
+                         progress=False, target_options={"runner_dir": str(runners), "profile_dir": str(tmp_path / "p")})
+    row = report["rows"][0]
+    assert len(calls) == 2 and row["p50_ms"] > 0 and "Unknown command line flag" in row["op_profile"]["error"]

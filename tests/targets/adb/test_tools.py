@@ -145,7 +145,9 @@ def test_executor_runner_without_logs_raises():
 def test_executor_runner_args():
     argv = TOOLS["executor_runner"].args("/d/m.pte", threads=3, warmup=5, iterations=20, inputs=["/d/in0.npy"],
                                          profile="/d/run.etdump")
-    assert argv == ["--model_path=/d/m.pte", "--num_executions=20", "--cpu_threads=3", "--etdump_path=/d/run.etdump"]
+    # Its warm-up runs are timed runs too: 5 + 20 executions, the first 5 dropped by the caller.
+    assert argv == ["--model_path=/d/m.pte", "--num_executions=25", "--cpu_threads=3", "--etdump_path=/d/run.etdump"]
+    assert TOOLS["executor_runner"].warmup_in_times and not TOOLS["edgecap_runner"].warmup_in_times
     assert not any("etdump" in a for a in TOOLS["executor_runner"].args("/d/m.pte", 1, 0, 1))
 
 

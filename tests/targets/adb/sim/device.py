@@ -207,11 +207,11 @@ class SimulatedDevice:
         if name == "rm":
             import shutil
 
-            for p in (a for a in args if not a.startswith("-")):
-                target = self.local(p)
-                if target is None:
-                    return 1, "", f"rm: {p}: Permission denied\n"
-                shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+            for pattern in (a for a in args if not a.startswith("-")):
+                if self.local(pattern) is None:
+                    return 1, "", f"rm: {pattern}: Permission denied\n"
+                for target in [Path(p) for p in glob.glob(str(self.root) + os.path.normpath(pattern))]:
+                    shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
                 self._used = None  # counted again when next needed
             return 0, "", ""
         if name == "ls":
