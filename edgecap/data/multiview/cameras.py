@@ -18,7 +18,7 @@ Every reader returns cameras in millimetres (`unit="mm"`), converting from the f
   `common/h36m_dataset.py` parameters): extrinsics {subject: [{"id", "orientation" [w, x, y, z]
   camera -> world, "translation" camera centre in world, mm}]}, intrinsics {id: {"center",
   "focal_length", "radial_distortion" [k1, k2, k3], "tangential_distortion" [p1, p2], "res_w",
-  "res_h"}} (or VideoPose3D's list of such dicts with "id").
+  "res_h"}} (or VideoPose3D's list of such dicts, matched by "id" or else by position).
 """
 
 from __future__ import annotations
@@ -54,32 +54,33 @@ def _array(value, shape: tuple[int, ...], where: str, field: str) -> np.ndarray:
     return arr
 
 
-def _checked(where: str, size, K, dist, R, t) -> tuple:
-    """Validated (size, K, dist, R, t); `where` names the file and camera in every message."""
-    wh = _array(size, (2,), where, "size")
+def _checked(where: str, size, K, dist, R, t, names: Sequence[str] = ("size", "K", "dist", "R", "t")) -> tuple:
+    """Validated (size, K, dist, R, t); `where` names the file and camera, `names` the file's fields."""
+    n_size, n_k, n_dist, n_r, n_t = names
+    wh = _array(size, (2,), where, n_size)
     if (wh <= 0).any() or (wh != np.round(wh)).any():
-        raise EdgecapError(f"{where}: size must be two positive whole numbers [w, h], got {wh.tolist()}")
-    K = _array(K, (3, 3), where, "intrinsic matrix")
+        raise EdgecapError(f"{where}: {n_size} must be two positive whole numbers [w, h], got {wh.tolist()}")
+    K = _array(K, (3, 3), where, n_k)
     if not np.allclose(K[2], (0, 0, 1)) or K[1, 0] != 0 or K[0, 0] <= 0 or K[1, 1] <= 0:
         raise EdgecapError(
-            f"{where}: intrinsic matrix must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0 "
+            f"{where}: {n_k} (intrinsic matrix) must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0 "
             f"(singular or malformed), got {K.tolist()}"
         )
     try:
         dist = np.asarray(dist, dtype=np.float64).ravel()
     except (TypeError, ValueError):
-        raise EdgecapError(f"{where}: distortion must be a list of numbers, got {dist!r:.80}") from None
+        raise EdgecapError(f"{where}: {n_dist} must be a list of numbers, got {dist!r:.80}") from None
     if len(dist) not in _DIST_LENGTHS:
-        raise EdgecapError(f"{where}: distortion must have 4, 5, 8, 12 or 14 values (OpenCV), got {len(dist)}")
+        raise EdgecapError(f"{where}: {n_dist} must have 4, 5, 8, 12 or 14 values (OpenCV), got {len(dist)}")
     if not np.isfinite(dist).all():
-        raise EdgecapError(f"{where}: distortion contains NaN or inf")
-    R = _array(R, (3, 3), where, "rotation")
+        raise EdgecapError(f"{where}: {n_dist} contains NaN or inf")
+    R = _array(R, (3, 3), where, n_r)
     err = np.abs(R @ R.T - np.eye(3)).max()
     if err > 1e-4 or abs(np.linalg.det(R) - 1) > 1e-4:
         raise EdgecapError(
-            f"{where}: rotation is not a rotation matrix (|R R^T - I| = {err:.2g}, det = {np.linalg.det(R):.4g})"
+            f"{where}: {n_r} is not a rotation matrix (|R R^T - I| = {err:.2g}, det = {np.linalg.det(R):.4g})"
         )
-    t = _array(t, (3,), where, "translation")
+    t = _array(t, (3,), where, n_t)
     return (int(wh[0]), int(wh[1])), K, dist, R, t
 
 
@@ -130,7 +131,7 @@ class Camera:
         if not len(flat):
             return pts.copy()
         criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
-        out = cv2.undistortPointsIter(flat, self.K, self.dist, None, self.K, criteria)
+        out = cv2.undistortPoints(flat, self.K, self.dist, R=None, P=self.K, criteria=criteria)
         return out.reshape(pts.shape)
 
 
@@ -184,7 +185,8 @@ def load_toml_cameras(path, *, unit: str) -> list[Camera]:
         size, K, dist, rvec, t = (_field(entry, k, where) for k in
                                   ("size", "matrix", "distortions", "rotation", "translation"))
         R = cv2.Rodrigues(_array(rvec, (3,), where, "rotation"))[0]
-        size, K, dist, R, t = _checked(where, size, K, dist, R, _array(t, (3,), where, "translation") * scale)
+        names = ("size", "matrix", "distortions", "rotation", "translation")
+        size, K, dist, R, t = _checked(where, size, K, dist, R, _array(t, (3,), where, "translation") * scale, names)
         cameras.append(Camera(str(name), size, K, dist, R, t))
     if not cameras:
         raise EdgecapError(f"{what}: no camera sections (expected [cam_0] ... or one section per camera)")
@@ -209,7 +211,8 @@ def load_panoptic_cameras(path, types: Sequence[str] | None = None) -> list[Came
         name = _field(entry, "name", where)
         where = f"{what}: cameras[{i}] ({name})"
         size, K, dist, R, t = (_field(entry, k, where) for k in ("resolution", "K", "distCoef", "R", "t"))
-        size, K, dist, R, t = _checked(where, size, K, dist, R, _array(t, (3,), where, "t") * UNIT_TO_MM["cm"])
+        t = _array(t, (3,), where, "t") * UNIT_TO_MM["cm"]
+        size, K, dist, R, t = _checked(where, size, K, dist, R, t, ("resolution", "K", "distCoef", "R", "t"))
         cameras.append(Camera(str(name), size, K, dist, R, t))
     if not cameras:
         raise EdgecapError(f"{what}: no cameras of type {list(types or [])} (the file has types {sorted(seen)})")
@@ -240,8 +243,9 @@ def load_h36m_cameras(path, subject: str) -> list[Camera]:
     if not isinstance(extrinsics, dict) or subject not in extrinsics:
         have = sorted(extrinsics) if isinstance(extrinsics, dict) else type(extrinsics).__name__
         raise EdgecapError(f"{what}: extrinsics has no subject {subject!r} (has {have})")
-    if isinstance(intrinsics, list):  # VideoPose3D's list of dicts that carry their "id"
-        intrinsics = {str(c.get("id")) if isinstance(c, dict) else str(i): c for i, c in enumerate(intrinsics)}
+    by_index = isinstance(intrinsics, list)  # VideoPose3D's list: extrinsics without "id" take the i-th
+    if by_index:
+        intrinsics = {str(c.get("id", i)) if isinstance(c, dict) else str(i): c for i, c in enumerate(intrinsics)}
     if not isinstance(intrinsics, dict):
         raise EdgecapError(f"{what}: intrinsics must be a dict camera id -> parameters")
     cams = extrinsics[subject]
@@ -250,7 +254,9 @@ def load_h36m_cameras(path, subject: str) -> list[Camera]:
     cameras = []
     for i, ext in enumerate(cams):
         where = f"{what}: extrinsics[{subject!r}][{i}]"
-        cam_id = str(_field(ext, "id", where))
+        ids = list(intrinsics)
+        by_position = by_index and isinstance(ext, dict) and "id" not in ext and i < len(ids)
+        cam_id = ids[i] if by_position else str(_field(ext, "id", where))
         q = _array(_field(ext, "orientation", where), (4,), where, "orientation")
         centre = _array(_field(ext, "translation", where), (3,), where, "translation")
         if np.linalg.norm(q) < 1e-8:
@@ -265,6 +271,8 @@ def load_h36m_cameras(path, subject: str) -> list[Camera]:
         size = (_field(intr, "res_w", iw), _field(intr, "res_h", iw))
         K = np.array([[f[0], 0.0, c[0]], [0.0, f[1], c[1]], [0.0, 0.0, 1.0]])
         rot_c2w = _quaternion_matrix(q)
-        size, K, dist, R, t = _checked(iw, size, K, [k[0], k[1], p[0], p[1], k[2]], rot_c2w.T, -rot_c2w.T @ centre)
+        names = ("res_w/res_h", "focal_length/center", "distortion", "orientation", "translation")
+        dist = [k[0], k[1], p[0], p[1], k[2]]
+        size, K, dist, R, t = _checked(iw, size, K, dist, rot_c2w.T, -rot_c2w.T @ centre, names)
         cameras.append(Camera(cam_id, size, K, dist, R, t))
     return _unique(cameras, what)
