@@ -80,7 +80,7 @@ def _load_subjects(path: str, key: str, what: str) -> dict:
     return table
 
 
-def _quaternion_matrix(q: np.ndarray) -> np.ndarray:
+def quaternion_matrix(q: np.ndarray) -> np.ndarray:
     """Rotation matrix (3, 3) of a unit quaternion [w, x, y, z]."""
     w, x, y, z = q / np.linalg.norm(q)
     return np.array([
@@ -120,7 +120,7 @@ def _load_cameras(path: str) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
                 )
             if np.linalg.norm(q) < 1e-8:
                 raise EdgecapError(f"{where}: orientation quaternion is zero")
-            out[subject].append((_quaternion_matrix(q), t))
+            out[subject].append((quaternion_matrix(q), t))
     return out
 
 

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from edgecap import EdgecapError
+from edgecap.data.h36m import quaternion_matrix
 
 UNIT_TO_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 _DIST_LENGTHS = (4, 5, 8, 12, 14)  # what cv2.projectPoints accepts
@@ -219,16 +220,6 @@ def load_panoptic_cameras(path, types: Sequence[str] | None = None) -> list[Came
     return _unique(cameras, what)
 
 
-def _quaternion_matrix(q: np.ndarray) -> np.ndarray:
-    """Rotation (3, 3) of a unit quaternion [w, x, y, z]."""
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
-
-
 def load_h36m_cameras(path, subject: str) -> list[Camera]:
     """The cameras of one Human3.6M subject, in file order, named by their id.
 
@@ -270,7 +261,7 @@ def load_h36m_cameras(path, subject: str) -> list[Camera]:
         p = _array(_field(intr, "tangential_distortion", iw), (2,), iw, "tangential_distortion")
         size = (_field(intr, "res_w", iw), _field(intr, "res_h", iw))
         K = np.array([[f[0], 0.0, c[0]], [0.0, f[1], c[1]], [0.0, 0.0, 1.0]])
-        rot_c2w = _quaternion_matrix(q)
+        rot_c2w = quaternion_matrix(q)
         names = ("res_w/res_h", "focal_length/center", "distortion", "orientation", "translation")
         dist = [k[0], k[1], p[0], p[1], k[2]]
         size, K, dist, R, t = _checked(iw, size, K, dist, rot_c2w.T, -rot_c2w.T @ centre, names)
