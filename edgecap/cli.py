@@ -95,6 +95,16 @@ def cmd_validate(a) -> None:
     say(format_table(validate(Path(a.run), target=a.target, progress=not a.quiet, target_options=_target_options(a))))
 
 
+def cmd_triangulate(a) -> None:
+    from edgecap.models.triangulation.recordings import format_summary, triangulate_recording
+    from edgecap.runs import open_artifact
+
+    runner = open_artifact(Path(a.artifact)) if a.artifact else None
+    summary = triangulate_recording(Path(a.calib), [Path(k) for k in a.keypoints], Path(a.out), unit=a.unit,
+                                    layout=a.layout, runner=runner, fps=a.fps, min_confidence=a.min_confidence)
+    say(format_summary(summary))
+
+
 def cmd_devices(a) -> None:
     from edgecap.targets.adb import describe_devices
 
@@ -287,6 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="adb: then run each artifact alone this long, tracing latency, CPU frequencies and "
                          "temperatures, and report when throttling began")
 
+    sp = add("triangulate", cmd_triangulate, "3D joints from OpenPose keypoints of several calibrated cameras "
+                                             "(one folder per camera): OUT.npz, OUT.trc and reprojection errors.",
+             run_arg=False)
+    sp.add_argument("--calib", required=True, help="calibration: anipose/Pose2Sim .toml or CMU Panoptic .json")
+    sp.add_argument("--keypoints", required=True, nargs="+", metavar="DIR",
+                    help="OpenPose JSON folders, one per camera (matched to cameras by name, else by order)")
+    sp.add_argument("--out", required=True, help="output path without suffix: writes OUT.npz and OUT.trc")
+    sp.add_argument("--unit", default="mm", choices=["mm", "cm", "m"], help="the .toml calibration's length unit "
+                                                                             "(Pose2Sim writes m; default mm)")
+    sp.add_argument("--layout", choices=["BODY_25", "BODY_25B", "COCO_18", "HALPE_26"],
+                    help="OpenPose keypoint layout (needed for 25 keypoints; else from the count)")
+    sp.add_argument("--fps", type=float, default=30.0, help="frame rate written to the .trc (default 30)")
+    sp.add_argument("--min-confidence", type=float, default=0.2, help="keypoints below count as missing")
+    sp.add_argument("--artifact", help="an exported triangulation artifact to run instead of PyTorch")
+
     sp = add("devices", cmd_devices, "The connected Android devices: model, SoC, ABI, SDK, CPU clusters, big-core "
                                      "mask.", run_arg=False)
     sp.add_argument("--json", action="store_true", help="print JSON")
@@ -369,6 +394,9 @@ def _log_path(a) -> Path | None:
     """Where the libraries' output goes while the command runs; None for light commands."""
     if a.command in ("params", "devices") or getattr(a, "verbose", False):
         return None
+    if a.command == "triangulate":
+        return _scratch_log(a.command) if a.artifact else None
+        return None
     run = getattr(a, "run", None) or getattr(a, "out", None)
     if a.command in ("train", "pipeline"):
         run = a.out or DEFAULT_RUN.format(model=a.model)
@@ -422,6 +450,9 @@ def check_arguments(a) -> None:
         files = [(f, "model file") for f in a.artifact or []] + ([(a.inputs, "--inputs file")] if a.inputs else [])
     if a.command == "predict":
         files = [(a.input, "input file")] + ([(a.artifact, "model file")] if a.artifact and not a.run else [])
+    if a.command == "triangulate":
+        files = [(a.calib, "calibration file")] + [(k, "keypoint folder") for k in a.keypoints] + \
+                ([(a.artifact, "model file")] if a.artifact else [])
     for f, what in files:
         if not Path(f).exists():
             raise EdgecapError(f"{what} not found: {f}")
