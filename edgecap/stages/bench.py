@@ -314,7 +314,8 @@ def _device_line(report: dict) -> str:
         return (f"target: {report['target']}  device: {device.get('manufacturer', '?')} {device.get('model', '?')} "
                 f"({device.get('soc', '?')}, {device.get('abi', '?')}, Android {device.get('android', '?')}), "
                 f"pinned to cores {device.get('big_cores')} (mask {device.get('big_core_mask')}), "
-                f"hottest zone {state.get('hottest_c')} °C at start  interleaved in {report.get('rounds', 1)} rounds")
+                f"hottest zone {state.get('hottest_c')} °C before cooling  interleaved in {report.get('rounds', 1)} "
+                "rounds")
     return (f"target: {report['target']}  device: {device.get('cpu', '?')} ({device.get('cores', '?')} cores), "
             f"other work {_percent(device.get('cpu_busy_percent'))} of the CPUs  "
             f"interleaved in {report.get('rounds', 1)} rounds")

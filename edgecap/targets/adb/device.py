@@ -70,13 +70,18 @@ def big_core_mask(found: list[dict]) -> tuple[str, list[int]]:
     return f"{sum(1 << c for c in big):x}", big
 
 
+# Zones that measure current, voltage or charge, not heat (PMIC limits, battery state of charge).
+NOT_HEAT = re.compile(r"ibat|vbat|vph|ibus|vbus|curr|volt|bcl|soc$|_soc|-lvl\d", re.I)
+
+
 def thermal_zones(files: dict[str, str]) -> list[dict]:
     """Zones with a plausible reading, in °C. sysfs gives millidegrees; some drivers give degrees
-    or a sentinel (-273000, 0x7fffffff): those are dropped, not reported as heat."""
+    or a sentinel (-273000, 0x7fffffff): those are dropped, not reported as heat, and so are
+    zones whose type says they measure current, voltage or charge."""
     zones = []
     for path, value in files.items():
         m = re.match(r"(.*/thermal_zone(\d+))/temp$", path)
-        if not m or not re.fullmatch(r"-?\d+", value):
+        if not m or not re.fullmatch(r"-?\d+", value) or NOT_HEAT.search(files.get(f"{m.group(1)}/type", "")):
             continue
         raw = int(value)
         celsius = raw / 1000 if abs(raw) >= 1000 else float(raw)

@@ -201,8 +201,7 @@ class AdbTarget(Target):
         return f"{self.work}/bin/{tool.name}"
 
     def _push_model(self, path: Path, index: int) -> str:
-        # An ONNX model's weights may sit beside it in an external-data file (model.onnx.data): it goes along.
-        extra = [p for p in [path.with_name(path.name + ".data")] if path.suffix == ".onnx" and p.exists()]
+        extra = _external_data(path) if path.suffix == ".onnx" else []
         self._push([(p, f"models/{index}") for p in [path, *extra]], f"pushing {path.name}")
         return self._pushed[str(path)]
 
@@ -470,6 +469,18 @@ class DeviceRunner(Runner):
 
     def metadata(self) -> dict:
         return self.host.metadata()
+
+
+def _external_data(path: Path) -> list[Path]:
+    """The files an ONNX model keeps its weights in (external data), which go along with it."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not ours to judge here: the runner will say what is wrong
+        return []
+    names = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    return [path.parent / n for n in sorted(names) if (path.parent / n).is_file()]
 
 
 def _center(result: ToolResult) -> float | None:

@@ -38,6 +38,10 @@ def test_clusters_big_cores_and_zones_from_sysfs():
     zones = thermal_zones(files)
     # -273000 is a sentinel, not a temperature; "36" is already in degrees.
     assert [(z["type"], z["celsius"]) for z in zones] == [("aoss0-usr", 33.6), ("cpu-1-0-usr", 61.5), ("battery", 36.0)]
+    # A PMIC current limit reads like a temperature but is not one.
+    files.update({"/sys/class/thermal/thermal_zone9/type": "pm8150b-ibat-lvl1",
+                  "/sys/class/thermal/thermal_zone9/temp": "95000"})
+    assert max(z["celsius"] for z in thermal_zones(files)) == 61.5
 
 
 def test_thermalservice_status_and_hal_temperatures():

@@ -307,3 +307,18 @@ def test_a_failing_profiler_keeps_the_timings(phone, tmp_path):
                          progress=False, target_options={"runner_dir": str(runners), "profile_dir": str(tmp_path / "p")})
     row = report["rows"][0]
     assert len(calls) == 2 and row["p50_ms"] > 0 and "Unknown command line flag" in row["op_profile"]["error"]
+
+
+def test_onnx_external_data_goes_along(phone, tmp_path):
+    import torch
+
+    _, device = phone
+    path = tmp_path / "big.onnx"
+    with torch.no_grad():  # weights large enough for the exporter to put them beside the graph
+        torch.onnx.export(torch.nn.Linear(1024, 1024).eval(), (torch.randn(1, 1024),), str(path), dynamo=True,
+                          input_names=["x"], output_names=["y"], external_data=True)
+    assert any(p.name != "big.onnx" for p in tmp_path.iterdir() if p.name.startswith("big.onnx"))
+    runners = runner_folder(tmp_path / "runners", "edgecap_runner")
+    report = bench_files([path], threads=(1,), min_runs=2, min_seconds=0.0, warmup=0, rounds=1, target="adb",
+                         progress=False, target_options={"runner_dir": str(runners)})
+    assert report["rows"][0]["runs"] >= 2
