@@ -121,12 +121,12 @@ def cmd_bench(a) -> None:
             raise EdgecapError("--sustained goes with a run directory (its artifacts, one after the other)")
         report = bench_files([Path(f) for f in a.artifact], threads=a.threads, inputs=a.inputs, min_runs=a.runs,
                              target=a.target, out=Path(a.out) if a.out else None, progress=not a.quiet,
-                             target_options=_target_options(a))
+                             target_options=_target_options(a), rounds=a.rounds)
     elif a.run:
         if a.inputs or a.out:
             raise EdgecapError("--inputs and --out go with --artifact; a run's bench writes RUN/bench.json")
         report = bench(Path(a.run), threads=a.threads, min_runs=a.runs, target=a.target, progress=not a.quiet,
-                       target_options=_target_options(a), sustained=a.sustained)
+                       target_options=_target_options(a), sustained=a.sustained, rounds=a.rounds)
     else:
         raise EdgecapError("give a run directory (edgecap bench RUN) or a model file (edgecap bench --artifact FILE)")
     say(format_table(report))
@@ -289,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", metavar="JSON", help="with --artifact: write the results here")
     sp.add_argument("--threads", type=_threads, default=(1, 2), help="thread counts (default 1,2)")
     sp.add_argument("--runs", type=int, default=200, help="minimum timed runs per measurement (default 200)")
+    sp.add_argument("--rounds", type=int, default=5, help="artifacts take turns this many times (default 5); "
+                                                          "on a phone each round is one run of the runner")
     _target_arguments(sp)
     sp.add_argument("--profile", action="store_true",
                     help="adb: after timing, one more run with the runtime's op profiler; the profile is pulled "
@@ -443,6 +445,8 @@ def check_arguments(a) -> None:
         raise EdgecapError(f"--sustained must be a positive number of seconds, got {a.sustained:g}")
     if getattr(a, "runner_dir", None) and not Path(a.runner_dir).is_dir():
         raise EdgecapError(f"--runner-dir: folder not found: {a.runner_dir}")
+    if getattr(a, "rounds", 1) < 1:
+        raise EdgecapError(f"--rounds must be at least 1, got {a.rounds}")
     if getattr(a, "runs", 1) < 1:
         raise EdgecapError(f"--runs must be at least 1, got {a.runs}")
     files = []

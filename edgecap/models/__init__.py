@@ -11,6 +11,7 @@ from edgecap import EdgecapError
 FAMILIES = {
     "lifting": "edgecap.models.lifting.family:LiftingFamily",
     "parsing_rcnn": "edgecap.models.parsing_rcnn.family:ParsingRCNNFamily",
+    "triangulation": "edgecap.models.triangulation.family:TriangulationFamily",
 }
 
 

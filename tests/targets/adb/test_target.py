@@ -17,6 +17,7 @@ from edgecap import EdgecapError
 from edgecap.stages.bench import bench, bench_files, format_table
 from edgecap.stages.validate import validate
 from edgecap.targets import get_target
+from edgecap.targets.base import BenchOptions
 from tests.targets.adb.conftest import needs_adb, runner_folder
 
 pytestmark = needs_adb
@@ -322,3 +323,21 @@ def test_onnx_external_data_goes_along(phone, tmp_path):
     report = bench_files([path], threads=(1,), min_runs=2, min_seconds=0.0, warmup=0, rounds=1, target="adb",
                          progress=False, target_options={"runner_dir": str(runners)})
     assert report["rows"][0]["runs"] >= 2
+
+
+def test_a_tools_own_percentiles_are_used_from_one_round_and_never_pooled(phone, tmp_path):
+    _, device = phone
+    device.recorded["benchmark_model"] = "benchmark_model_litert.txt"  # LiteRT prints median and p95
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b"TFL3")  # never opened on the host: the recorded run stands in for the tool
+    runners = runner_folder(tmp_path / "runners", "benchmark_model")
+    target = get_target("adb", tmp_path / "log", {"runner_dir": str(runners)})
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, x=np.ones((1, 8), np.float32))
+    subject = {"kind": "artifact", "name": "m.tflite", "path": str(path), "input_names": ["x"]}
+    options = [BenchOptions(threads=1, min_runs=2, min_seconds=0.0, warmup=0, rounds=r) for r in (1, 2)]
+    with target:
+        one = target.measure([subject], inputs, [options[0]], progress=False)[0]
+        two = target.measure([subject], inputs, [options[1]], progress=False)[0]
+    assert one["percentiles"] == "printed by benchmark_model" and one["p50_ms"] > 0 and one["p99_ms"] is None
+    assert two["p50_ms"] is None and "not pooled" in two["percentiles"] and len(two["round_stats"]) == 2

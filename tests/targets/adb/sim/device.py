@@ -50,6 +50,7 @@ class SimulatedDevice:
                       "ro.build.version.release": "14", "ro.serialno": serial}
         self.commands: list[str] = []  # every shell command received, for tests
         self.fail_next: dict[str, tuple[int, str]] = {}  # program name -> (exit code, stderr) once
+        self.recorded: dict[str, str] = {}  # program name -> the fixture it prints, instead of the default
         self.unplug_after_runs: int | None = None  # disconnect once this many runner calls have started
         self.runner_calls = 0
         self._conns: set = set()

@@ -27,7 +27,7 @@ def run(program: str, argv: list[str], device, cpus: list[int]) -> tuple[int, st
         return _edgecap_runner(argv, device, cpus)
     if program in RECORDED:
         _write_recorded_profile(program, argv, device)
-        lines = (FIXTURES / RECORDED[program]).read_text().splitlines(keepends=True)
+        lines = (FIXTURES / {**RECORDED, **device.recorded}[program]).read_text().splitlines(keepends=True)
         return 0, "".join(ln for ln in lines if not ln.startswith("# ")), ""  # without the fixture's own notes
     return 126, "", f"/system/bin/sh: {program}: not executable: no stand-in for this program\n"
 
