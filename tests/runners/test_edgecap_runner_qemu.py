@@ -78,6 +78,13 @@ def check_stdout(
     rest = lines[2 + len(inputs) + iterations :]
     assert rest[:-1] == outputs
     assert re.fullmatch(r"peak_rss_kb [1-9]\d*", rest[-1])
+    # What edgecap reads from a phone: the real binary's output through edgecap's own parser.
+    from edgecap.targets.adb.tools import TOOLS
+
+    parsed = TOOLS["edgecap_runner"].parse(stdout)
+    assert len(parsed.times_ms) == iterations and parsed.init_ms is not None and parsed.peak_memory_mb > 0
+    assert [f"output {o['index']} {o['file']} {'x'.join(map(str, o['shape']))} {o['dtype']}"
+            for o in parsed.outputs] == outputs
 
 
 @pytest.fixture(scope="module")
