@@ -5,7 +5,7 @@ one per person found; or an encoder run once per user and a generator run per fr
 is a folder with one file per part in one format, plus `parts.json`:
 
     {"layout": "...", "format": "onnx", "inputs": [whole-model inputs], "outputs": [whole-model outputs],
-     "parts": [{"name": ..., "file": ..., "inputs": [...], "outputs": [...],
+     "parts": [{"name": ..., "file": ..., "inputs": [...], "outputs": [...], "precision": "fp32"|"int8",
                 "output_shapes": {name: [...]}}, ...]}
 
 Backends open each file; the family's `compose` glues the part runners into one runner.
@@ -31,16 +31,19 @@ class Part:
     module: Any  # torch.nn.Module (torch is imported only where a graph is run)
     input_names: list[str]
     output_names: list[str]
+    # A part that stays fp32 in an int8 artifact: a small exact computation (a geometric solve) that
+    # int8 would ruin and that has nothing worth quantizing.
+    float_only: bool = False
 
 
 def parts_spec(layout: str, fmt: str, parts: list[Part], outputs: list[str], examples: dict,
-               suffix: str = "") -> dict:
+               suffix: str = "", inputs: list[str] | None = None, precision: str = "fp32") -> dict:
     """The parts.json of a layout; each part's output shapes come from running it on its example
-    inputs (`examples[part name]`, named arrays)."""
+    inputs (`examples[part name]`, named arrays). `inputs`: the whole model's (default: the first part's)."""
     import numpy as np
     import torch
 
-    spec = {"layout": layout, "format": fmt, "inputs": list(parts[0].input_names), "outputs": list(outputs),
+    spec = {"layout": layout, "format": fmt, "inputs": list(inputs or parts[0].input_names), "outputs": list(outputs),
             "parts": []}
     for part in parts:
         args = [torch.from_numpy(np.ascontiguousarray(examples[part.name][n])) for n in part.input_names]
@@ -49,6 +52,7 @@ def parts_spec(layout: str, fmt: str, parts: list[Part], outputs: list[str], exa
         ref = ref if isinstance(ref, (tuple, list)) else (ref,)
         spec["parts"].append({"name": part.name, "file": f"{part.name}{suffix}", "inputs": list(part.input_names),
                               "outputs": list(part.output_names),
+                              "precision": "fp32" if part.float_only else precision,
                               "output_shapes": {n: list(t.shape) for n, t in zip(part.output_names, ref)}})
     return spec
 

@@ -19,6 +19,8 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from edgecap.core.console import progress as progress_bar, say
 
 from edgecap import EdgecapError, __version__
@@ -109,7 +111,7 @@ def export(run_dir: Path, formats: list[str] | None = None, precisions: list[str
             with atomic_path(out_dir / name) as tmp:
                 record = _export_layout(parts[layout, precision], feeds[layout, precision], layout, fmt, precision,
                                         metadata, family.float_modules(), family.output_names(run.model),
-                                        exporters[fmt], tmp)
+                                        exporters[fmt], tmp, list(family.input_spec(run.model)))
         except Exception as e:  # one backend failing must not lose the others
             manifest["failures"].append({"format": fmt, "precision": precision, "layout": layout,
                                          "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc(limit=3)})
@@ -129,22 +131,27 @@ def export(run_dir: Path, formats: list[str] | None = None, precisions: list[str
 
 
 def _export_layout(parts: list[Part], feeds: dict, layout: str, fmt: str, precision: str, metadata: dict,
-                   float_modules: list[str], outputs: list[str], exporter, out: Path) -> ArtifactRecord:
+                   float_modules: list[str], outputs: list[str], exporter, out: Path,
+                   inputs: list[str]) -> ArtifactRecord:
     """One artifact: a single file for "whole", else a folder of one file per part + parts.json.
-    Each part's example and calibration inputs come from the family's `part_inputs`."""
+    Each part's example and calibration inputs come from the family's `part_inputs`; a
+    `float_only` part is exported at fp32 in an int8 artifact."""
     if layout == WHOLE:
         (part,) = parts
         return exporter(_request(part, feeds[part.name], precision, metadata, float_modules, []), out)
     out.mkdir(parents=True)
-    handed_on = {n for p in parts for n in p.input_names}  # tensors one part hands to another may stay int8
+    # Tensors one part hands to another may stay int8, unless the part taking them is float-only.
+    handed_on = {n for p in parts if not p.float_only for n in p.input_names}
     records = []
     for part in parts:
-        request = _request(part, feeds[part.name], precision,
-                           {**metadata, "part": part.name, "input_names": ",".join(part.input_names),
-                            "output_names": ",".join(part.output_names)},
-                           float_modules, [n for n in part.output_names if n in handed_on])
+        part_precision = "fp32" if part.float_only else precision
+        request = _request(part, feeds[part.name], part_precision,
+                           {**metadata, "precision": part_precision, "part": part.name,
+                            "input_names": ",".join(part.input_names), "output_names": ",".join(part.output_names)},
+                           float_modules, [n for n in part.output_names if n in handed_on and part_precision == "int8"])
         records.append(exporter(request, out / f"{part.name}{BACKENDS[fmt].suffix}"))
-    spec = parts_spec(layout, fmt, parts, outputs, {p.name: feeds[p.name][0] for p in parts}, BACKENDS[fmt].suffix)
+    spec = parts_spec(layout, fmt, parts, outputs, {p.name: feeds[p.name][0] for p in parts}, BACKENDS[fmt].suffix,
+                      inputs, precision)
     write_json(out / PARTS_FILE, spec)
     first = records[0]
     return ArtifactRecord(
@@ -158,6 +165,9 @@ def _export_layout(parts: list[Part], feeds: dict, layout: str, fmt: str, precis
 def _request(part: Part, inputs: list, precision: str, metadata: dict, float_modules: list[str],
              quantized_outputs: list[str]) -> ExportRequest:
     known = dict(part.module.named_modules())
+    # Fresh copies: a family may hand on views with a zero stride (a broadcast, or a size-1 axis of a
+    # slice, which numpy still calls contiguous), and ExecuTorch refuses zero strides.
+    inputs = [{k: np.array(v, order="C", copy=True) for k, v in x.items()} for x in inputs]
     return ExportRequest(
         model=part.module, example_inputs=inputs[0], output_names=list(part.output_names), precision=precision,
         metadata=metadata, calibration=inputs[1:] if precision == "int8" else [],

@@ -93,13 +93,17 @@ class TriangulationFamily(ModelFamily):
         # range steps by ~0.4 px, tens of mm at 3 m. The triangulation is a 4x4 normal-equation
         # solve in a handful of ops (matmul, adjugate, division by a determinant): in int8 its
         # determinants and Rayleigh quotients lose all of the mm precision, and it costs nothing in fp32.
-        return ["per_view.soft_argmax", "triangulate"]
+        # The confidence head (pool, two small linears, a sigmoid) stays fp32 too: its outputs are
+        # handed to the fp32 hub part as they are, and it is a negligible share of the per-view graph.
+        return ["per_view.soft_argmax", "per_view.confidence_head", "triangulate"]
 
     def parts(self, export_model: TriangulationNet, cfg: TriangulationConfig, layout: str) -> list[Part]:
         if layout != PARTS:
             return super().parts(export_model, cfg, layout)
         modules = {app.PER_VIEW: PerViewPart(export_model), app.TRIANGULATE: TriangulatePart(export_model)}
-        return [Part(name, modules[name], *app.PART_IO[name]) for name in (app.PER_VIEW, app.TRIANGULATE)]
+        # The hub's part is the DLT alone: it stays fp32 in an int8 artifact (see float_modules).
+        return [Part(name, modules[name], *app.PART_IO[name], float_only=name == app.TRIANGULATE)
+                for name in (app.PER_VIEW, app.TRIANGULATE)]
 
     def part_inputs(self, parts: list[Part], inputs: list[Arrays]) -> dict[str, list[Arrays]]:
         return super().part_inputs(parts, inputs) if len(parts) == 1 else app.part_inputs(parts, inputs)
