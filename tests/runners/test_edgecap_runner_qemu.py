@@ -61,6 +61,10 @@ def qemu_root(tmp_path_factory) -> Path:
     return root
 
 
+def timing(threads: int, warmup: int, iterations: int) -> list[str]:
+    return ["--threads", str(threads), "--warmup", str(warmup), "--iterations", str(iterations)]
+
+
 def run(runner: Path, root: Path, model: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = ["qemu-aarch64-static", "-L", root, runner, "--model", model, *args]
     return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
@@ -116,12 +120,7 @@ def test_executorch_matches_eager(runner, qemu_root, pte_models, tmp_path, name)
         runner,
         qemu_root,
         model,
-        "--threads",
-        "2",
-        "--warmup",
-        "1",
-        "--iterations",
-        "3",
+        *timing(2, 1, 3),
         "--input",
         str(d / "x.npy"),
         "--output-dir",
@@ -164,12 +163,7 @@ def test_executorch_zero_inputs_and_min_seconds(runner, qemu_root, pte_models, t
         runner,
         qemu_root,
         d / "xnnpack.pte",
-        "--threads",
-        "1",
-        "--warmup",
-        "0",
-        "--iterations",
-        "1",
+        *timing(1, 0, 1),
         "--min-seconds",
         "0.2",
         "--output-dir",
@@ -189,12 +183,7 @@ def test_executorch_rejects_a_wrong_input(runner, qemu_root, pte_models, tmp_pat
         runner,
         qemu_root,
         d / "xnnpack.pte",
-        "--threads",
-        "1",
-        "--warmup",
-        "0",
-        "--iterations",
-        "1",
+        *timing(1, 0, 1),
         "--input",
         str(tmp_path / "bad.npy"),
     )
@@ -236,12 +225,7 @@ def test_onnxruntime_matches_host(runner, qemu_root, tmp_path):
         runner,
         qemu_root,
         model,
-        "--threads",
-        "2",
-        "--warmup",
-        "1",
-        "--iterations",
-        "4",
+        *timing(2, 1, 4),
         "--input",
         str(tmp_path / "x.npy"),
         "--output-dir",

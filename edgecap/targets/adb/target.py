@@ -316,12 +316,13 @@ class AdbTarget(Target):
         command = self.pinned(plan["exe"], *args)
         self.adb.shell(device_command("mkdir", "-p", f"{self.work}/out"), "creating the profile folder")
         self._run_tool(tool, command, f"profiling {name} with {tool.name}")
-        if tool.name == "onnxruntime_perf_test":  # -p is a prefix: ORT adds the date and time
-            pattern = device_command(remote) + "_*.json"  # the name quoted, the glob left to the shell
+        wanted = tool.profile_glob(remote)
+        if wanted != remote:  # a prefix the tool completes (ORT adds the date and time): find the file
+            pattern = device_command(remote) + wanted[len(remote):]  # the name quoted, the glob left to the shell
             _, listing, _ = self.adb.shell(f"ls {pattern}", f"finding the profile of {name}", check=False)
-            found = [ln.strip() for ln in listing.splitlines() if ln.strip().endswith(".json")]
+            found = [ln.strip() for ln in listing.splitlines() if ln.strip().startswith(remote)]
             if not found:
-                return {"error": f"{tool.name} wrote no profile {tool.profile_glob(remote)}"}
+                return {"error": f"{tool.name} wrote no profile {wanted}"}
             remote = found[-1]
         folder = Path(self.profile_dir)
         folder.mkdir(parents=True, exist_ok=True)
