@@ -257,8 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--threads", type=_threads, default=(1, 2), help="bench thread counts (default 1,2)")
             sp.add_argument("--runs", type=int, default=200, help="bench: minimum timed runs per measurement "
                                                                     "(default 200)")
-            sp.add_argument("--layouts", help="comma list of the model's layouts to export (default whole; "
-                                              "parsing_rcnn also has parts: detector + per-person head)")
+            sp.add_argument("--layouts", help="comma list of the model's layouts to export (default: whole; "
+                                              "triangulation: whole,parts; parsing_rcnn also has parts: "
+                                              "detector + per-person head)")
 
     sp = add("quantize", cmd_quantize, "Fix the int8 recipe: calibration set (PTQ) or QAT fine-tuning.")
     sp.add_argument("--method", choices=["ptq", "qat"], default="ptq")
@@ -273,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("export", cmd_export, "Export fp32 and int8 artifacts with a manifest.json.")
     sp.add_argument("--formats", help="comma list of onnx,tflite,executorch,coreml (default all)")
     sp.add_argument("--precisions", help="comma list of fp32,int8 (default both)")
-    sp.add_argument("--layouts", help="comma list of the model's layouts (default whole; parsing_rcnn also has "
+    sp.add_argument("--layouts", help="comma list of the model's layouts (default: whole; triangulation: "
+                                      "whole,parts (per-view network + hub triangulation); parsing_rcnn also has "
                                       "parts: a detector graph + a per-person DensePose head graph)")
 
     sp = add("validate", cmd_validate, "Tensor and task-metric parity of every artifact against PyTorch "

@@ -26,6 +26,18 @@ def test_contract_facts(family_run):
     for rule in family.facts.tolerances.values():
         assert set(rule["metrics"]) <= set(family.facts.metrics)
     assert "whole" in family.facts.layouts
+    assert set(family.facts.default_layouts) <= set(family.facts.layouts)
+
+
+def test_default_layouts_are_what_export_picks():
+    from edgecap.models.contract import FamilyFacts
+    from edgecap.stages.export import check_options
+
+    assert check_options(get_family("triangulation"), ["onnx"], None, None)[2] == ["whole", "parts"]
+    assert check_options(get_family("lifting"), ["onnx"], None, None)[2] == ["whole"]
+    with pytest.raises(Exception, match="default_layouts"):
+        FamilyFacts(name="x", run_config=object, metrics=("m",), better="lower", tolerances={},
+                    default_layouts=("parts",))
 
 
 def test_build_spec_and_export_form_agree(family_run):

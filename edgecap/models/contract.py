@@ -49,6 +49,7 @@ class FamilyFacts:
     tolerances: Mapping[str, Mapping[str, Any]]
     presets: Mapping[str, Any] = field(default_factory=dict)  # named model configs (`--config`)
     layouts: tuple[str, ...] = (WHOLE,)
+    default_layouts: tuple[str, ...] = (WHOLE,)  # exported when the user names none
     calibration_count: int = 256  # inputs PTQ calibrates on
     calibration_split: str = "val"  # "train" keeps the validation set unseen
     batchable: bool = True  # False: the graph takes exactly one input row
@@ -63,6 +64,9 @@ class FamilyFacts:
             raise EdgecapError(f"family {self.name}: better must be 'higher' or 'lower', got {self.better!r}")
         if WHOLE not in self.layouts:
             raise EdgecapError(f"family {self.name}: layouts {self.layouts} must include {WHOLE!r}")
+        if not self.default_layouts or not set(self.default_layouts) <= set(self.layouts):
+            raise EdgecapError(f"family {self.name}: default_layouts {self.default_layouts} must be some of "
+                               f"{self.layouts}")
 
 
 class ModelFamily(abc.ABC):

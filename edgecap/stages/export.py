@@ -56,7 +56,7 @@ def check_options(family, formats: list[str] | None, precisions: list[str] | Non
     """The export options with defaults filled in, or a clear error before any work starts."""
     formats = formats or list(BACKENDS)
     precisions = precisions or list(PRECISIONS)
-    layouts = layouts or [WHOLE]
+    layouts = layouts or list(family.facts.default_layouts)
     for fmt in formats:
         get_backend(fmt)
     for p in precisions:

@@ -17,7 +17,7 @@ def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = 
                  threads: tuple[int, ...] = (1, 2), progress: bool = True, say=None,
                  bench_options: dict | None = None) -> dict:
     """bench_options: extra keyword arguments of `edgecap.stages.bench.bench` (e.g. min_runs).
-    layouts: the family's deployable layouts to export (default: whole). say: where progress
+    layouts: the family's deployable layouts to export (default: its default_layouts). say: where progress
     lines go (default: the terminal, edgecap.core.console.say)."""
     from edgecap.models import get_family
     from edgecap.stages.bench import bench

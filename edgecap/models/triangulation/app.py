@@ -23,10 +23,10 @@ from edgecap.metrics.multiview import multiview_metrics
 from edgecap.models.triangulation.dlt import WeightedDLT, triangulate_ransac, triangulate_svd_reference, view_validity
 from edgecap.models.triangulation.model import NUM_JOINTS, TriangulationConfig, TriangulationNet
 
-INPUTS = ("views", "projections")
+INPUTS = TriangulationNet.input_names  # views, projections, camera_matrices, distortions
 OUTPUTS = TriangulationNet.output_names  # joints_3d, valid, points_2d, confidences
 PER_VIEW, TRIANGULATE = "per_view", "triangulate"  # the parts of the "parts" layout
-PART_IO = {PER_VIEW: (["image"], ["points_2d", "confidences"]),
+PART_IO = {PER_VIEW: (["image", "camera_matrix", "distortion"], ["points_2d", "confidences"]),
            TRIANGULATE: (["points_2d", "confidences", "projections"], ["joints_3d", "valid"])}
 EVAL_BATCH = 32  # samples per predictor call in `evaluate` (whatever batch the caller asks for)
 MIN_VIEWS_3D = 2  # a joint is a 3D training target when visible in at least this many views
@@ -44,9 +44,11 @@ class RigSplit:
         return len(self.samples)
 
     def batch(self, indices) -> dict:
-        """Samples stacked: images [n, V, 3, S, S] uint8, projections [n, V, 3, 4], points_2d and
-        points_2d_undistorted [n, V, J, 2], visibility [n, V, J], joints_3d [n, J, 3], view_mask [n, V]."""
-        keys = ("images", "projections", "points_2d", "points_2d_undistorted", "visibility", "joints_3d", "view_mask")
+        """Samples stacked: images [n, V, 3, S, S] uint8, projections [n, V, 3, 4], K [n, V, 3, 3],
+        dist [n, V, 5], points_2d and points_2d_undistorted [n, V, J, 2], visibility [n, V, J],
+        joints_3d [n, J, 3], view_mask [n, V]."""
+        keys = ("images", "projections", "K", "dist", "points_2d", "points_2d_undistorted", "visibility", "joints_3d",
+                "view_mask")
         if self._stacked is not None:
             return {k: self._stacked[k][np.asarray(indices)] for k in keys}
         rows = [self.samples.sample(int(i)) for i in indices]
@@ -66,7 +68,8 @@ def load_split(cfg: TriangulationConfig, data: RigDataConfig, split: str) -> Rig
 
 
 def model_inputs(batch: dict) -> Arrays:
-    return {"views": batch["images"].astype(np.float32), "projections": batch["projections"].astype(np.float32)}
+    return {"views": batch["images"].astype(np.float32), "projections": batch["projections"].astype(np.float32),
+            "camera_matrices": batch["K"].astype(np.float32), "distortions": batch["dist"].astype(np.float32)}
 
 
 def targets_3d_weight(batch: dict) -> np.ndarray:
@@ -75,20 +78,33 @@ def targets_3d_weight(batch: dict) -> np.ndarray:
     return (seen >= MIN_VIEWS_3D).astype(np.float32)
 
 
+def in_frame(points: np.ndarray, size: int) -> np.ndarray:
+    """(..., J) 1.0 where pixels (..., J, 2) lie inside a size x size image (pixel centres at integers)."""
+    return ((points >= -0.5) & (points < size - 0.5)).all(-1).astype(np.float32)
+
+
+PER_VIEW_TARGETS = 6  # u, v as seen; u, v undistorted; visible; in frame
+
+
 def pack_targets(batch: dict) -> np.ndarray:
-    """[n, J, 4 + 3V] float32: joints mm (3), 3D weight (1), then per view (u px, v px, visible)."""
+    """[n, J, 4 + 6V] float32: joints mm (3), 3D weight (1), then per view: u, v px as seen
+    (distorted), u, v px undistorted, visible, in frame (visible or not; 0 for padded views)."""
     n, v, j = batch["visibility"].shape
-    per_view = np.concatenate([batch["points_2d"], (batch["visibility"] * batch["view_mask"][..., None])[..., None]],
-                              -1)  # (n, V, J, 3)
-    per_view = per_view.transpose(0, 2, 1, 3).reshape(n, j, 3 * v)
+    real = batch["view_mask"][..., None]
+    per_view = np.concatenate([batch["points_2d"], batch["points_2d_undistorted"],
+                               (batch["visibility"] * real)[..., None],
+                               (in_frame(batch["points_2d"], batch["images"].shape[-1]) * real)[..., None]], -1)
+    per_view = per_view.transpose(0, 2, 1, 3).reshape(n, j, PER_VIEW_TARGETS * v)
     return np.concatenate([batch["joints_3d"], targets_3d_weight(batch)[..., None], per_view], -1).astype(np.float32)
 
 
-def unpack_targets(targets: torch.Tensor, views: int):
-    """(joints [n, J, 3], weight_3d [n, J], points [n, V, J, 2], visible [n, V, J]) of pack_targets' layout."""
+def unpack_targets(targets: torch.Tensor, views: int) -> dict[str, torch.Tensor]:
+    """pack_targets' layout as {joints [n, J, 3], weight_3d [n, J], points [n, V, J, 2] as seen,
+    points_undistorted [n, V, J, 2], visible [n, V, J], in_frame [n, V, J]}."""
     n, j = targets.shape[:2]
-    per_view = targets[..., 4:].reshape(n, j, views, 3).transpose(1, 2)
-    return targets[..., :3], targets[..., 3], per_view[..., :2], per_view[..., 2]
+    per_view = targets[..., 4:].reshape(n, j, views, PER_VIEW_TARGETS).transpose(1, 2)
+    return {"joints": targets[..., :3], "weight_3d": targets[..., 3], "points": per_view[..., :2],
+            "points_undistorted": per_view[..., 2:4], "visible": per_view[..., 4], "in_frame": per_view[..., 5]}
 
 
 def sample_batch(data: RigSplit, rng: np.random.Generator, batch_size: int) -> tuple[Arrays, np.ndarray]:
@@ -160,7 +176,8 @@ def evaluate(predict, data: RigSplit, batch_size: int = EVAL_BATCH, progress: st
         starts = progress_bar(starts, total=-(-n // batch_size), desc=progress, leave=False)
     outs = []
     for s in starts:
-        outs.append(predict(model_inputs({k: arrays[k][s : s + batch_size] for k in ("images", "projections")})))
+        outs.append(predict(model_inputs({k: arrays[k][s : s + batch_size] for k in ("images", "projections", "K",
+                                                                                          "dist")})))
     pred = {k: np.concatenate([o[k] for o in outs]) for k in OUTPUTS}
     out = _metrics(pred["joints_3d"], pred["valid"], arrays)
     out["samples"] = n
@@ -197,11 +214,12 @@ def part_inputs(parts: list, inputs: list[Arrays]) -> dict[str, list[Arrays]]:
     per_view = by_name[PER_VIEW].module
     out: dict[str, list[Arrays]] = {PER_VIEW: [], TRIANGULATE: []}
     for x in inputs:
-        views, P = x["views"][0], x["projections"][0]
+        views, P, K, dist = x["views"][0], x["projections"][0], x["camera_matrices"][0], x["distortions"][0]
         real = [v for v in range(len(views)) if np.abs(P[v]).sum() > 0] or [0]
-        out[PER_VIEW] += [{"image": views[v : v + 1]} for v in real]
+        out[PER_VIEW] += [{"image": views[v : v + 1], "camera_matrix": K[v : v + 1], "distortion": dist[v : v + 1]}
+                          for v in real]
         with torch.no_grad():
-            points, conf = per_view(torch.from_numpy(np.ascontiguousarray(views)))
+            points, conf = per_view(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (views, K, dist)))
         out[TRIANGULATE].append({"points_2d": points.numpy()[None], "confidences": conf.numpy()[None],
                                  "projections": x["projections"]})
     return out
@@ -220,8 +238,9 @@ class PartsRunner(Runner):
     def run(self, inputs: Arrays) -> Arrays:
         rows = []
         for b in range(len(inputs["views"])):
-            views = inputs["views"][b]
-            per = [self.per_view.run({"image": views[v : v + 1]}) for v in range(len(views))]
+            views, K, dist = inputs["views"][b], inputs["camera_matrices"][b], inputs["distortions"][b]
+            per = [self.per_view.run({"image": views[v : v + 1], "camera_matrix": K[v : v + 1],
+                                      "distortion": dist[v : v + 1]}) for v in range(len(views))]
             points = np.stack([p["points_2d"][0] for p in per])[None].astype(np.float32)
             conf = np.stack([p["confidences"][0] for p in per])[None].astype(np.float32)
             tri = self.triangulate.run({"points_2d": points, "confidences": conf,
@@ -237,32 +256,43 @@ class PartsRunner(Runner):
 # -- prediction on files --------------------------------------------------------------------------
 
 def predict_file(runner: Runner, cfg: TriangulationConfig, input_path: Path, output_path: Path) -> str:
-    """A .npz with `views` [V, 3, S, S] or [N, V, 3, S, S] (RGB 0..255, undistorted) and
-    `projections` [V, 3, 4] or [N, V, 3, 4] (P = K [R | t], world mm; zeros for a missing view)
+    """A .npz with `views` [V, 3, S, S] or [N, V, 3, S, S] (RGB 0..255, as the cameras see them),
+    `projections` [V, 3, 4] or [N, V, 3, 4] (P = K [R | t], world mm; zeros for a missing view) and,
+    for lenses with distortion, `camera_matrices` [(N,) V, 3, 3] and `distortions` [(N,) V, 5]
+    (OpenCV k1, k2, p1, p2, k3; without them: no distortion)
     -> a .npz with joints_3d [N, J, 3] mm, valid [N, J], points_2d [N, V, J, 2], confidences [N, V, J]."""
     try:
         with np.load(input_path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError) as e:
         raise EdgecapError(f"{input_path}: not a readable .npz ({e})") from None
-    missing = [k for k in INPUTS if k not in arrays]
+    missing = [k for k in ("views", "projections") if k not in arrays]
     if missing:
         raise EdgecapError(f"{input_path}: missing array(s) {missing}; has {sorted(arrays)}")
-    views, P = arrays["views"], arrays["projections"]
-    if views.ndim == 4:
-        views, P = views[None], P[None] if P.ndim == 3 else P
+    if ("camera_matrices" in arrays) != ("distortions" in arrays):
+        raise EdgecapError(f"{input_path}: give both 'camera_matrices' and 'distortions', or neither")
     v, s = cfg.views, cfg.image_size
-    if views.shape[1:] != (v, 3, s, s) or P.shape != (len(views), v, 3, 4):
-        raise EdgecapError(f"{input_path}: views {views.shape} and projections {P.shape} must be [N, {v}, 3, {s}, {s}] "
-                           f"and [N, {v}, 3, 4] (or without N)")
-    for name, a in (("views", views), ("projections", P)):
+    single = arrays["views"].ndim == 4
+    shapes = {"views": (v, 3, s, s), "projections": (v, 3, 4), "camera_matrices": (v, 3, 3), "distortions": (v, 5)}
+    if "distortions" not in arrays:
+        arrays["camera_matrices"] = np.eye(3, dtype=np.float32)[None].repeat(v, 0)
+        arrays["distortions"] = np.zeros((v, 5), np.float32)
+    n = 1 if single else len(arrays["views"])
+    inputs = {}
+    for name, shape in shapes.items():
+        a = arrays[name]
+        if a.shape == shape:
+            a = np.broadcast_to(a, (n,) + shape)
+        if a.shape != (n,) + shape:
+            raise EdgecapError(f"{input_path}: {name} has shape {a.shape}, expected [N, {', '.join(map(str, shape))}] "
+                               f"(or without N){'' if single else f', N = {n}'}")
         if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a.astype(np.float64)).all():
             raise EdgecapError(f"{input_path}: {name} must be finite numbers, got dtype {a.dtype}")
-    outs = [runner.run({"views": views[i : i + 1].astype(np.float32), "projections": P[i : i + 1].astype(np.float32)})
-            for i in range(len(views))]
+        inputs[name] = a.astype(np.float32)
+    outs = [runner.run({k: np.ascontiguousarray(a[i : i + 1]) for k, a in inputs.items()}) for i in range(n)]
     result = {k: np.concatenate([o[k] for o in outs]) for k in OUTPUTS}
     with atomic_path(output_path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **result)
-    return (f"wrote {output_path}: {len(views)} sample(s), {int(result['valid'].sum())}/{result['valid'].size} joints "
+    return (f"wrote {output_path}: {n} sample(s), {int(result['valid'].sum())}/{result['valid'].size} joints "
             f"triangulated ({runner.format})")

@@ -69,7 +69,7 @@ from torch import nn
 from edgecap import EdgecapError
 from edgecap.models.triangulation.geometry import project
 
-__all__ = ["WeightedDLT", "triangulate_ransac", "triangulate_svd_reference", "view_validity"]
+__all__ = ["WeightedDLT", "huber_refine", "triangulate_ransac", "triangulate_svd_reference", "view_validity"]
 
 
 def _adjugate_map() -> torch.Tensor:
@@ -207,21 +207,22 @@ def _reprojection_px(projections, joints) -> tuple[np.ndarray, np.ndarray]:
     return project(P, X), depth
 
 
-def triangulate_ransac(points, projections, threshold_px: float = 15.0, refine_iters: int = 10,
-                       huber_px: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's RANSAC baseline, deterministic: for every pair of views (exhaustive, no
-    sampling), the two-view DLT point; its inliers are the views that reproject it within
-    threshold_px; the pair with the most inliers wins (ties: the smaller sum of inlier errors).
-    The consensus set is then refined by `refine_iters` rounds of iteratively reweighted DLT:
-    each view weighted by the Huber weight of its reprojection error (1 below huber_px, huber_px
-    / error above) over its depth (so the algebraic rows measure pixels).
-    points (B, C, J, 2), projections (B, C, 3, 4) -> joints (B, J, 3), inliers (B, C, J) bool.
-    A joint whose best pair has fewer than two inliers uses all views."""
+def triangulate_ransac(points, projections, threshold_px: float = 15.0, iterations: int = 10, huber_px: float = 1.0,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's RANSAC baseline (Iskakov et al.'s RANSACTriangulationNet), per joint:
+    `iterations` times, a pair of views drawn at random, its two-view DLT point, and its inliers:
+    the pair plus every view that reprojects the point within threshold_px; the largest inlier
+    set wins (ties: the smaller sum of inlier errors, so the result does not depend on draw
+    order). With no more pairs than iterations, every pair is tried instead (same winner, no
+    draws). The inliers' DLT point is then refined by minimising sum_c huber(|reprojection error_c|)
+    with scale huber_px (`huber_refine`): the reference's scipy least_squares(loss="huber"),
+    whose default f_scale is 1 px. Deterministic for a given seed.
+    points (B, C, J, 2), projections (B, C, 3, 4) -> joints (B, J, 3), inliers (B, C, J) bool."""
     points, proj = np.asarray(points, np.float64), np.asarray(projections, np.float64)
     bsz, c, j, _ = points.shape
     if c < 2:
         raise EdgecapError(f"triangulate_ransac needs at least two views, got {c}")
-    pairs = list(itertools.combinations(range(c), 2))
+    pairs = np.array(list(itertools.combinations(range(c), 2)))
     hyp = []
     for p, q in pairs:
         w = np.zeros((bsz, c, j))
@@ -232,17 +233,46 @@ def triangulate_ransac(points, projections, threshold_px: float = 15.0, refine_i
     err = np.linalg.norm(reproj - points[:, None], axis=-1)
     err = np.where((depth > 0) & np.isfinite(err), err, np.inf)
     inlier = err < threshold_px
-    score = inlier.sum(2) - np.where(inlier, err, 0.0).sum(2) / (threshold_px * (c + 1))  # count, then error
+    inlier |= (np.arange(c)[None, None, :, None] == pairs[None, :, 0, None, None])
+    inlier |= (np.arange(c)[None, None, :, None] == pairs[None, :, 1, None, None])  # the pair itself
+    tie = np.where(inlier, np.minimum(err, threshold_px), 0.0).sum(2) / (threshold_px * (c + 1))  # < 1
+    score = inlier.sum(2) - tie
+    if len(pairs) > iterations:  # draw `iterations` pairs per joint; pairs never drawn cannot win
+        drawn = np.random.default_rng(seed).integers(0, len(pairs), (bsz, iterations, j))
+        tried = np.zeros((bsz, len(pairs), j), bool)
+        np.put_along_axis(tried, drawn, True, axis=1)
+        score = np.where(tried, score, -np.inf)
     best = score.argmax(1)  # (B, J)
     inliers = np.take_along_axis(inlier, best[:, None, None, :], 1)[:, 0]  # (B, C, J)
-    inliers = np.where(inliers.sum(1, keepdims=True) >= 2, inliers, True)
+    joints = np.nan_to_num(_weighted_dlt64(points, inliers.astype(np.float64), proj))
+    return huber_refine(joints, points, proj, inliers, huber_px), inliers
 
-    weights = inliers.astype(np.float64)
-    joints = _weighted_dlt64(points, weights, proj)
-    for _ in range(refine_iters):
-        reproj, depth = _reprojection_px(proj, joints)
-        e = np.linalg.norm(reproj - points, axis=-1)  # (B, C, J)
-        huber = np.where(e <= huber_px, 1.0, huber_px / np.maximum(e, 1e-12))
-        weights = inliers * huber / np.maximum(np.abs(depth), 1e-6)
-        joints = _weighted_dlt64(points, weights, proj)
-    return joints, inliers
+
+def huber_refine(joints, points, projections, use, huber_px: float = 1.0, steps: int = 200) -> np.ndarray:
+    """Gauss-Newton with iteratively reweighted residuals for min over X of sum_c huber(|pi_c(X) - p_c|)
+    over the views where `use`: the objective of scipy.optimize.least_squares(residuals = per-view
+    reprojection distances, loss="huber", f_scale=huber_px), started from `joints`, vectorised
+    over every joint (one scipy call per joint would take seconds per evaluation; the tests check
+    that both reach the same point). joints (B, J, 3), points (B, C, J, 2), projections
+    (B, C, 3, 4), use (B, C, J) bool -> refined joints (B, J, 3). A view with the point behind it
+    is left out of that step."""
+    x = np.array(joints, np.float64)
+    P = projections[:, :, None]  # (B, C, 1, 3, 4)
+    for _ in range(steps):
+        h = (P[..., :3] @ x[:, None, :, :, None])[..., 0] + P[..., 3]  # (B, C, J, 3) homogeneous
+        z = h[..., 2:3]
+        ok = use & (z[..., 0] > 1e-6)
+        zs = np.where(ok[..., None], z, 1.0)
+        e = h[..., :2] / zs - points  # (B, C, J, 2)
+        r = np.linalg.norm(e, axis=-1)
+        w = ok * np.where(r <= huber_px, 1.0, huber_px / np.maximum(r, 1e-12))  # IRLS weight of huber
+        jac = (P[..., :2, :3] - (h[..., :2, None] / zs[..., None]) * P[..., 2:3, :3]) / zs[..., None]  # (B,C,J,2,3)
+        jt = np.swapaxes(jac, -1, -2) * w[..., None, None]
+        normal = (jt @ jac).sum(1)  # (B, J, 3, 3)
+        grad = (jt @ e[..., None]).sum(1)[..., 0]  # (B, J, 3)
+        normal += np.eye(3) * (1e-9 * np.trace(normal, axis1=-2, axis2=-1)[..., None, None] + 1e-12)
+        step = np.linalg.solve(normal, -grad[..., None])[..., 0]
+        x = x + np.where(ok.sum(1)[..., None] >= 2, step, 0.0)
+        if np.abs(step).max(initial=0.0) < 1e-7:
+            break
+    return x

@@ -2,7 +2,8 @@
 (Iskakov et al., ICCV 2019): per-view heatmaps + confidences, confidence-weighted DLT.
 
 Layouts: "whole" (one graph: all V views as a batch, plus the projections) and "parts"
-(`per_view`: one image -> 2D points + confidences, run V times; `triangulate`: the DLT), glued by
+(`per_view`: one image and its lens -> undistorted 2D points + confidences, run V times on
+the cameras; `triangulate`: the DLT, on the hub), glued by
 app.PartsRunner. Outputs: model.TriangulationNet.
 """
 
@@ -26,7 +27,7 @@ from edgecap.models.contract import WHOLE, FamilyFacts, ModelFamily
 from edgecap.models.triangulation import app
 from edgecap.models.triangulation.model import (HEATMAP_STRIDE, IMAGE_MEAN, IMAGE_STD, NUM_JOINTS, PerViewPart,
                                                 TriangulatePart, TriangulationConfig, TriangulationNet,
-                                                fold_for_export, points_l1_px, soft_mse_3d)
+                                                fold_for_export, heatmap_cross_entropy, points_l1_px, soft_mse_3d)
 
 PARTS = "parts"
 MM_METRICS = ["mpjpe_mm", "mpjpe_abs_mm"]
@@ -35,10 +36,8 @@ MM_METRICS = ["mpjpe_mm", "mpjpe_abs_mm"]
 @dataclass(frozen=True)
 class TriangulationRun:
     model: TriangulationConfig = TriangulationConfig()
-    # No lens distortion by default: the DLT uses P = K [R | t], i.e. undistorted pixels, and the
-    # network predicts where it sees a joint in the image (undistort the images of a real rig).
-    data: RigDataConfig = RigDataConfig(distortion=False)
-    train: TrainConfig = TrainConfig(steps=1500, batch_size=8, lr=1e-3, warmup_steps=50, eval_every=500,
+    data: RigDataConfig = RigDataConfig()
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=8, lr=1e-3, warmup_steps=100, eval_every=1000,
                                      checkpoint_every=250)
 
 
@@ -53,6 +52,7 @@ class TriangulationFamily(ModelFamily):
             "int8": {"metrics": MM_METRICS, "max_rel_delta": 0.03, "better": "lower"},
         },
         layouts=(WHOLE, PARTS),
+        default_layouts=(WHOLE, PARTS),
         calibration_count=64,  # samples (x V views each)
         calibration_split="train",
         quick_overrides=("model.image_size=64", "data.image_size=64", "model.head_channels=16",
@@ -69,7 +69,8 @@ class TriangulationFamily(ModelFamily):
 
     def input_spec(self, cfg: TriangulationConfig) -> dict[str, TensorSpec]:
         v, s = cfg.views, cfg.image_size
-        return {"views": TensorSpec((1, v, 3, s, s)), "projections": TensorSpec((1, v, 3, 4))}
+        return {"views": TensorSpec((1, v, 3, s, s)), "projections": TensorSpec((1, v, 3, 4)),
+                "camera_matrices": TensorSpec((1, v, 3, 3)), "distortions": TensorSpec((1, v, 5))}
 
     def output_names(self, cfg: TriangulationConfig) -> list[str]:
         return list(app.OUTPUTS)
@@ -78,9 +79,11 @@ class TriangulationFamily(ModelFamily):
         v, s, j = cfg.views, cfg.image_size, NUM_JOINTS
         return {
             "edgecap_version": __version__, "model": self.name, "backbone": cfg.backbone,
-            "input_spec": f"views: float32[1,{v},3,{s},{s}] RGB 0..255, undistorted; projections: float32[1,{v},3,4] "
-                          "P = K[R|t] in each view's pixels (integer = pixel centre), world mm; P = 0 for a missing view",
-            "output_spec": f"joints_3d[1,{j},3] world mm (0 if invalid), valid[1,{j}] 0/1, points_2d[1,{v},{j},2] px, "
+            "input_spec": f"views: float32[1,{v},3,{s},{s}] RGB 0..255 as seen; projections: float32[1,{v},3,4] "
+                          "P = K[R|t] in each view's pixels (integer = pixel centre), world mm, P = 0 for a missing view; "
+                          f"camera_matrices: float32[1,{v},3,3] K; distortions: float32[1,{v},5] OpenCV k1,k2,p1,p2,k3",
+            "output_spec": f"joints_3d[1,{j},3] world mm (0 if invalid), valid[1,{j}] 0/1, points_2d[1,{v},{j},2] px "
+                           "undistorted, "
                            f"confidences[1,{v},{j}] (0..1, before masking missing views)",
             "normalization": "(x / 255 - mean) / std in the graph",
             "mean": ",".join(map(str, IMAGE_MEAN)), "std": ",".join(map(str, IMAGE_STD)),
@@ -95,7 +98,8 @@ class TriangulationFamily(ModelFamily):
         # determinants and Rayleigh quotients lose all of the mm precision, and it costs nothing in fp32.
         # The confidence head (pool, two small linears, a sigmoid) stays fp32 too: its outputs are
         # handed to the fp32 hub part as they are, and it is a negligible share of the per-view graph.
-        return ["per_view.soft_argmax", "per_view.confidence_head", "triangulate"]
+        # The undistortion divides by focal lengths and polynomials of normalised coordinates: fp32.
+        return ["per_view.soft_argmax", "per_view.undistort", "per_view.confidence_head", "triangulate"]
 
     def parts(self, export_model: TriangulationNet, cfg: TriangulationConfig, layout: str) -> list[Part]:
         if layout != PARTS:
@@ -130,15 +134,29 @@ class TriangulationFamily(ModelFamily):
         return soft_mse_3d(joints, targets[..., :3], weight)
 
     def training_loss(self, module: nn.Module, batch: tuple[Arrays, np.ndarray], device: torch.device):
-        """loss + model.aux_2d_weight * the per-view soft-argmax L1 (px) on visible joints."""
+        """loss + model.heatmap_weight * the heatmap cross-entropy + model.aux_2d_weight * the
+        soft-argmax L1 (px, undistorted), both over every joint inside the frame of a real view,
+        seen or occluded (the 2D network learns where an occluded joint is, as 2D datasets label
+        it; the confidences learn how far to trust that)."""
         inputs, targets = batch
         targets = torch.from_numpy(targets).to(device)
-        outputs = module(*(torch.from_numpy(inputs[n]).to(device) for n in app.INPUTS))
-        loss = self.loss(outputs, targets)
         core = module.module if isinstance(module, DistributedDataParallel) else module
-        if core.cfg.aux_2d_weight > 0:
-            _, _, points, visible = app.unpack_targets(targets, core.cfg.views)
-            loss = loss + core.cfg.aux_2d_weight * points_l1_px(outputs[2], points, visible)
+        cfg = core.cfg
+        captured = []
+        hook = core.per_view.heatmap_head.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            outputs = module(*(torch.from_numpy(inputs[n]).to(device) for n in app.INPUTS))
+        finally:
+            hook.remove()
+        loss = self.loss(outputs, targets)
+        t = app.unpack_targets(targets, cfg.views)
+        n, v = t["in_frame"].shape[:2]
+        if cfg.aux_2d_weight > 0:
+            loss = loss + cfg.aux_2d_weight * points_l1_px(outputs[2], t["points_undistorted"], t["in_frame"])
+        if cfg.heatmap_weight > 0:
+            logits = core.per_view.soft_argmax.logits(captured[0]).reshape(n, v, NUM_JOINTS, -1)
+            loss = loss + cfg.heatmap_weight * heatmap_cross_entropy(logits, t["points"], t["in_frame"],
+                                                                     cfg.heatmap_size)
         return loss
 
     def calibration_inputs(self, data: app.RigSplit, count: int, seed: int = 0) -> list[Arrays]:

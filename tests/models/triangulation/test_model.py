@@ -92,15 +92,83 @@ def test_soft_mse_by_hand():
 
 
 def test_family_loss_uses_visible_and_valid_joints(quick):
-    family, _, model, _, inputs, batch = quick
+    family, run, model, _, inputs, batch = quick
     targets = torch.from_numpy(app.pack_targets(batch))
-    joints, weight, points, visible = app.unpack_targets(targets, batch["view_mask"].shape[1])
-    np.testing.assert_array_equal(joints.numpy(), batch["joints_3d"])
-    np.testing.assert_array_equal(points.numpy(), batch["points_2d"])
-    np.testing.assert_array_equal(visible.numpy(), batch["visibility"] * batch["view_mask"][..., None])
-    np.testing.assert_array_equal(weight.numpy(), (visible.numpy().sum(1) >= 2).astype(np.float32))
+    t = app.unpack_targets(targets, batch["view_mask"].shape[1])
+    real = batch["view_mask"][..., None]
+    np.testing.assert_array_equal(t["joints"].numpy(), batch["joints_3d"])
+    np.testing.assert_array_equal(t["points"].numpy(), batch["points_2d"])
+    np.testing.assert_array_equal(t["points_undistorted"].numpy(), batch["points_2d_undistorted"])
+    np.testing.assert_array_equal(t["visible"].numpy(), batch["visibility"] * real)
+    size = run.model.image_size
+    inside = ((batch["points_2d"] >= -0.5) & (batch["points_2d"] < size - 0.5)).all(-1) * real
+    np.testing.assert_array_equal(t["in_frame"].numpy(), inside)
+    assert (t["in_frame"].numpy() >= t["visible"].numpy()).all()  # a visible joint is in the frame
+    np.testing.assert_array_equal(t["weight_3d"].numpy(), (t["visible"].numpy().sum(1) >= 2).astype(np.float32))
     exact = (targets[..., :3], torch.ones(targets.shape[:2]))
     assert float(family.loss(exact, targets)) == 0.0
+
+
+def test_training_loss_has_every_term_and_trains_the_whole_network(quick):
+    """3D soft MSE + heatmap cross-entropy + 2D L1: each term moves the loss, and every
+    parameter (backbone, heads, soft-argmax temperature) gets a gradient."""
+    family, run, _, val, _, _ = quick
+    torch.manual_seed(0)
+    model = family.build(run.model).train()
+    batch = family.sample_batch(val, np.random.default_rng(0), 2)
+    losses = {}
+    for name, overrides in {"all": {}, "no_heatmap": {"heatmap_weight": 0.0}, "no_l1": {"aux_2d_weight": 0.0}}.items():
+        model.cfg = dataclasses.replace(run.model, **overrides)
+        torch.manual_seed(1)
+        losses[name] = family.training_loss(model, batch, torch.device("cpu"))
+    assert float(losses["no_heatmap"]) < float(losses["all"]) and float(losses["no_l1"]) < float(losses["all"])
+    model.zero_grad()
+    losses["all"].backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, missing
+
+
+def test_heatmap_cross_entropy_by_hand():
+    from edgecap.models.triangulation.model import heatmap_cross_entropy
+
+    size, stride = 8, 4
+    centres = torch.arange(size) * stride + 1.5
+    target = torch.tensor([[[13.5, 9.5]]])  # cell (col 3, row 2)
+
+    def gaussian_logits(x, y):  # log of a sigma = 1 cell Gaussian around (x, y) px
+        gx, gy = -0.5 * ((centres - x) / stride) ** 2, -0.5 * ((centres - y) / stride) ** 2
+        return (gy[:, None] + gx[None, :]).reshape(1, 1, size * size)
+
+    right = heatmap_cross_entropy(gaussian_logits(13.5, 9.5), target, torch.ones(1, 1), size, stride)
+    shifted = heatmap_cross_entropy(gaussian_logits(21.5, 9.5), target, torch.ones(1, 1), size, stride)
+    flat = heatmap_cross_entropy(torch.zeros(1, 1, size * size), target, torch.ones(1, 1), size, stride)
+    p = torch.softmax(gaussian_logits(13.5, 9.5), -1)
+    entropy = float(-(p * p.log()).sum())  # the minimum: the target's own entropy
+    assert abs(float(right) - entropy) < 1e-4
+    assert entropy < float(shifted) and abs(float(flat) - np.log(size * size)) < 1e-4
+    assert float(heatmap_cross_entropy(gaussian_logits(0, 0), target, torch.zeros(1, 1), size, stride)) == 0.0
+
+
+def test_undistort_matches_converged_opencv_on_the_rigs():
+    """Newton's method in the graph against cv2.undistortPoints run to convergence, over whole
+    images (corners included) of cameras drawn by the synthetic rigs; the identity at zero distortion."""
+    import cv2
+
+    from edgecap.data.multiview.synthetic_rigs import RigDataConfig, make_sequence
+    from edgecap.models.triangulation.model import Undistort
+
+    grid = np.stack(np.meshgrid(np.linspace(-0.5, 95.5, 25), np.linspace(-0.5, 95.5, 25)), -1).reshape(-1, 2)
+    cams = [c for s in range(12) for c in make_sequence(RigDataConfig(frames=1), 7, s).cameras]
+    assert max(abs(c.dist[0]) for c in cams) > 0.2  # strong barrel distortion among them
+    op = Undistort()
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-14)
+    for cam in cams:
+        want = cv2.undistortPoints(grid.reshape(-1, 1, 2), cam.K, cam.dist, P=cam.K, criteria=criteria).reshape(-1, 2)
+        got = op(torch.tensor(grid[None], dtype=torch.float32), torch.tensor(cam.K[None], dtype=torch.float32),
+                 torch.tensor(cam.dist[None], dtype=torch.float32))[0].numpy()
+        np.testing.assert_allclose(got, want, atol=2e-3)
+    same = op(torch.tensor(grid[None], dtype=torch.float32), torch.eye(3)[None] * 50, torch.zeros(1, 5))
+    torch.testing.assert_close(same[0], torch.tensor(grid, dtype=torch.float32), atol=1e-5, rtol=0)
 
 
 def test_export_form_matches_and_config_checks(quick):
@@ -168,13 +236,27 @@ def test_onnx_parts_composed_equal_whole(quick, tmp_path):
 def test_predict_file_round_trip(quick, tmp_path):
     family, run, model, _, inputs, _ = quick
     runner = TorchRunner(family.export_form(model), list(app.INPUTS), family.output_names(run.model))
-    np.savez(tmp_path / "in.npz", views=inputs["views"][0].astype(np.uint8), projections=inputs["projections"][0])
+    one = {k: a[:1] for k, a in inputs.items()}
+    np.savez(tmp_path / "in.npz", views=one["views"][0].astype(np.uint8), projections=one["projections"][0],
+             camera_matrices=one["camera_matrices"][0], distortions=one["distortions"][0])
     summary = family.predict_file(runner, run.model, tmp_path / "in.npz", tmp_path / "out.npz")
     assert "1 sample(s)" in summary
     with np.load(tmp_path / "out.npz") as out:
-        np.testing.assert_allclose(out["joints_3d"], runner.run({k: a[:1] for k, a in inputs.items()})["joints_3d"],
-                                   atol=1e-3)
+        np.testing.assert_allclose(out["joints_3d"], runner.run(one)["joints_3d"], atol=1e-3)
         assert out["points_2d"].shape == (1, run.model.views, 17, 2)
+    # without the lens arrays: no distortion
+    np.savez(tmp_path / "pinhole.npz", views=one["views"], projections=one["projections"])
+    family.predict_file(runner, run.model, tmp_path / "pinhole.npz", tmp_path / "out3.npz")
+    pinhole = {**one, "distortions": np.zeros_like(one["distortions"])}
+    with np.load(tmp_path / "out3.npz") as out:
+        np.testing.assert_allclose(out["points_2d"], runner.run(pinhole)["points_2d"], atol=1e-3)
     np.savez(tmp_path / "bad.npz", views=inputs["views"][0])
     with pytest.raises(Exception, match="projections"):
         family.predict_file(runner, run.model, tmp_path / "bad.npz", tmp_path / "out2.npz")
+    np.savez(tmp_path / "half.npz", views=one["views"], projections=one["projections"], distortions=one["distortions"])
+    with pytest.raises(Exception, match="give both 'camera_matrices' and 'distortions'"):
+        family.predict_file(runner, run.model, tmp_path / "half.npz", tmp_path / "out2.npz")
+    np.savez(tmp_path / "shape.npz", views=one["views"], projections=one["projections"],
+             camera_matrices=one["camera_matrices"], distortions=one["distortions"][..., :4])
+    with pytest.raises(Exception, match=r"shape.npz: distortions has shape \(1, \d+, 4\)"):
+        family.predict_file(runner, run.model, tmp_path / "shape.npz", tmp_path / "out2.npz")
