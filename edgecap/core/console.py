@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -102,7 +103,11 @@ def log_tail(log_path: Path, lines: int = 8) -> list[str]:
     except OSError:
         return []
     text = text.rsplit(MARKER, 1)[-1].split("\n", 1)[-1] if MARKER in text else text
-    return [ln for ln in text.splitlines() if ln.strip()][-lines:]
+    # progress bars (tqdm's "NN%|###|") say nothing about what went wrong
+    return [ln for ln in text.replace("\r", "\n").splitlines() if ln.strip() and not _PROGRESS_BAR.search(ln)][-lines:]
+
+
+_PROGRESS_BAR = re.compile(r"\d+%\|")
 
 
 def machine_load() -> tuple[float, int]:

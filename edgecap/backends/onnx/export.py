@@ -60,7 +60,8 @@ def export_onnx(req: ExportRequest, out: Path) -> ArtifactRecord:
     details: dict = {}
     if req.precision == "int8":
         model, details = _quantize(model, req)
-        scheme = f"ORT static QDQ, per-channel symmetric int8 weights, int8 activations ({CALIBRATION} calibration)"
+        scheme = ("ORT static QDQ, per-channel symmetric int8 weights, int8 activations "
+                  f"({details['calibration']} calibration)")
     else:
         scheme = "fp32"
     # Node metadata (stack traces with build-host paths, fx nodes) is exporter debug info.
@@ -154,7 +155,7 @@ def _float_nodes(model: onnx.ModelProto, modules: list[str]) -> list[str]:
 
 
 def _quantize(model: onnx.ModelProto, req: ExportRequest) -> tuple[onnx.ModelProto, dict]:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     names = list(req.example_inputs)
@@ -170,32 +171,18 @@ def _quantize(model: onnx.ModelProto, req: ExportRequest) -> tuple[onnx.ModelPro
         excluded = _float_nodes(pre_model, req.float_modules)
         if req.float_modules and not excluded:
             raise EdgecapError(f"ONNX int8: no node found inside float_modules {req.float_modules}")
+        calibration = CALIBRATION
         try:
-            # ORT prints a line per calibration chunk; progress is the caller's.
-            with contextlib.redirect_stdout(io.StringIO()):
-                quantize_static(
-                    str(pre),
-                    str(q8),
-                    _Calibration(req.calibration, names),
-                    quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=QUANT_OP_TYPES + FOLDED_ACTIVATIONS,
-                    per_channel=True,
-                    activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8,
-                    nodes_to_exclude=excluded,
-                    calibrate_method=CalibrationMethod.Percentile,
-                    extra_options={
-                        # Weights only: an activation x activation MatMul (e.g. RoIAlign's) stays fp32.
-                        "MatMulConstBOnly": True,
-                        "CalibPercentile": CALIBRATION_PERCENTILE,
-                        # ORT's percentile calibrator defaults to a symmetric range [-t, t]; the
-                        # activations are asymmetric int8 (a zero point), so let the range be too.
-                        "CalibTensorRangeSymmetric": False,
-                        "CalibStridedMinMax": _chunk(len(req.calibration)),
-                    },
-                )
-        except Exception as e:
-            raise EdgecapError(f"ONNX int8: quantize_static failed on {type(req.model).__name__}: {e}") from e
+            _quantize_static(pre, q8, req, names, excluded, CalibrationMethod.Percentile)
+        except ValueError as e:
+            # ORT's percentile histograms grow chunk by chunk from the first chunk's bin width; a
+            # tensor nearly constant there and wider later (seen in a float island's solver
+            # internals, which ORT calibrates although they stay fp32) overflows numpy's bin count.
+            # Min-max ranges need no histogram: fall back, and say so in the manifest.
+            if "bins" not in str(e):
+                raise EdgecapError(f"ONNX int8: quantize_static failed on {type(req.model).__name__}: {e}") from e
+            calibration = f"min-max (percentile calibration failed: {e})"
+            _quantize_static(pre, q8, req, names, excluded, CalibrationMethod.MinMax)
         qmodel = onnx.load(str(q8))
     quantized, skipped = _check_quantized(pre_model, qmodel, set(excluded))
     if skipped:
@@ -212,8 +199,32 @@ def _quantize(model: onnx.ModelProto, req: ExportRequest) -> tuple[onnx.ModelPro
         "quantize_linear": ops["QuantizeLinear"],
         "dequantize_linear": ops["DequantizeLinear"],
         "calibration_samples": len(req.calibration),
-        "calibration": CALIBRATION,
+        "calibration": calibration,
     }
+
+
+def _quantize_static(pre: Path, out: Path, req: ExportRequest, names: list[str], excluded: list[str], method) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    options = {
+        # Weights only: an activation x activation MatMul (e.g. RoIAlign's) stays fp32.
+        "MatMulConstBOnly": True,
+        "CalibStridedMinMax": _chunk(len(req.calibration)),
+    }
+    if method == CalibrationMethod.Percentile:
+        # ORT's percentile calibrator defaults to a symmetric range [-t, t]; the activations are
+        # asymmetric int8 (a zero point), so let the range be too.
+        options.update({"CalibPercentile": CALIBRATION_PERCENTILE, "CalibTensorRangeSymmetric": False})
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per calibration chunk
+            quantize_static(str(pre), str(out), _Calibration(req.calibration, names), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=QUANT_OP_TYPES + FOLDED_ACTIVATIONS, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                            calibrate_method=method, extra_options=options)
+    except ValueError:
+        raise
+    except Exception as e:
+        raise EdgecapError(f"ONNX int8: quantize_static failed on {type(req.model).__name__}: {e}") from e
 
 
 def _check_quantized(pre: onnx.ModelProto, q: onnx.ModelProto, excluded: set[str]) -> tuple[list[str], list[str]]:

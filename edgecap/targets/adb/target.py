@@ -15,9 +15,11 @@ every run.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 import uuid
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,8 @@ class AdbTarget(Target):
         self._made = False
         self._model_folders = 0
         self._scratch = Path(tempfile.mkdtemp(prefix="edgecap-adb-"))  # host side: inputs as .npy
+        # removed by close(), or when the target is collected or Python exits if nobody closed it
+        self._remove_scratch = weakref.finalize(self, shutil.rmtree, self._scratch, True)
 
     def next_model_folder(self) -> int:
         """A fresh models/<n>/ folder on the device: two artifacts may share a file name."""
@@ -389,9 +393,7 @@ class AdbTarget(Target):
         return DeviceRunner(self, tool, path, threads, family, input_names, output_names)
 
     def close(self) -> None:
-        import shutil
-
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        self._remove_scratch()
         if self._made and not self.keep:
             try:
                 self.adb.shell(device_command("rm", "-rf", self.work), "removing the working folder", timeout=60)
