@@ -241,6 +241,17 @@ def _save(fig, ax, path: Path) -> str:
     return path.name
 
 
+def _training_rows(tr: dict) -> list[tuple[str, dict]]:
+    """(name, metrics) rows of the training table: the trained model, the same model's outputs
+    solved other ways where the family reports them (a `val` entry holding metric dicts, e.g.
+    triangulation's same_2d: unweighted, ransac, svd64), then the baselines."""
+    rows = [("trained", tr["val"])]
+    for group, entries in tr["val"].items():
+        if isinstance(entries, dict) and entries and all(isinstance(m, dict) for m in entries.values()):
+            rows += [(f"{group}: {name}", m) for name, m in entries.items()]
+    return rows + list(tr.get("baselines", {}).items())
+
+
 def _markdown(report: dict, plots: list[str]) -> str:
     run = report["run"]
     out = [f"# edgecap report: {run['family']}", ""]
@@ -249,8 +260,10 @@ def _markdown(report: dict, plots: list[str]) -> str:
         out += ["## Training", "", f"{tr['steps']} steps on {tr['device']}.", "",
                 "| model | " + " | ".join(k for k, v in tr["val"].items() if isinstance(v, float)) + " |",
                 "|---|" + "---|" * sum(isinstance(v, float) for v in tr["val"].values())]
-        for name, m in [("trained", tr["val"])] + list(tr.get("baselines", {}).items()):
-            out.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in m.values() if isinstance(v, float)) + " |")
+        keys = [k for k, v in tr["val"].items() if isinstance(v, float)]
+        for name, m in _training_rows(tr):
+            out.append(f"| {name} | " + " | ".join(f"{m[k]:.2f}" if isinstance(m.get(k), float) else "" for k in keys)
+                       + " |")
         out.append("")
     q = report.get("quantization")
     if q:
@@ -316,7 +329,7 @@ def _html(report: dict, plots: dict[str, bytes]) -> str:
         keys = [k for k, v in tr["val"].items() if isinstance(v, float)]
         out += [f"<h2>Training</h2><p>{tr['steps']} steps on {e(tr['device'])}.</p>"]
         out += table(["model"] + keys, [[f"<td>{e(name)}</td>"] + [num(m.get(k)) for k in keys]
-                                        for name, m in [("trained", tr["val"])] + list(tr.get("baselines", {}).items())])
+                                        for name, m in _training_rows(tr)])
     ex = report.get("export")
     if ex:
         out.append("<h2>Artifacts</h2>")
