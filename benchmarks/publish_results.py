@@ -30,6 +30,7 @@ def collect(run: Path, command: str) -> dict:
     bench = read_json(run / "bench.json", "bench report")
     manifest = read_json(run / "export" / "manifest.json", "manifest")
     current = {a["name"]: a["sha256"] for a in manifest["artifacts"]}
+    layouts = {a["name"]: a.get("layout", "whole") for a in manifest["artifacts"]}
     stale = [r["name"] for r in validation["artifacts"] if current.get(r["name"]) != r.get("sha256")]
     if stale:
         raise EdgecapError(f"{run}: validate.json does not match the artifacts on disk ({', '.join(stale)}); "
@@ -42,7 +43,7 @@ def collect(run: Path, command: str) -> dict:
     for r in [{"name": "pytorch_fp32", "status": "reference", "task": ref}] + validation["artifacts"]:
         b = speed.get(r["name"], {})
         rows.append({
-            "artifact": r["name"], "status": r["status"],
+            "artifact": r["name"], "status": r["status"], "layout": layouts.get(r["name"], "whole"),
             **({m: r["task"][m] for m in metrics} if "task" in r else {}),
             **({"size_mb": b["size_bytes"] / 1e6, "p50_ms": b["p50_ms"], "fps": b["fps"],
                 "round_spread": b.get("round_spread"), "speedup_vs_pytorch": b.get("speedup_vs_pytorch")} if b else {}),
@@ -55,11 +56,14 @@ def collect(run: Path, command: str) -> dict:
     }
 
 
-def markdown_table(result: dict) -> list[str]:
+def markdown_table(result: dict, short: bool = False) -> list[str]:
+    """The family's artifact table; short (the README's): whole-graph artifacts that ran here."""
     metrics = result["metrics"]
     lines = [f"| artifact | status | {' | '.join(metrics)} | MB | p50 ms ({result['threads']}T) | x eager |",
              "|---|---|" + "---|" * (len(metrics) + 3)]
     for r in result["rows"]:
+        if short and (r["status"] == "skipped" or r.get("layout", "whole") != "whole"):
+            continue
         cells = [f"{r[m]:.3f}" if m in r else "" for m in metrics]
         speed = [f"{r['size_mb']:.2f}", f"{r['p50_ms']:.3f}", f"{r['speedup_vs_pytorch']:.2f}"] if "p50_ms" in r \
             else ["", "", ""]
@@ -119,8 +123,7 @@ def main() -> int:
         table = [START, ""]
         for r in results:
             table += [f"**{r['family']}** (`{r['command']}`; {r['device'].get('cpu', '?')}):", ""]
-            table += markdown_table(r) + [""]
-            table += other_solvers(r) + ([""] if other_solvers(r) else [])
+            table += markdown_table(r, short=True) + [""]
         write_text(REPO / "README.md", head + "\n".join(table) + END + rest.split(END, 1)[1])
     print(f"wrote {RESULTS / (result['family'] + '.json')} and {RESULTS / 'README.md'}")
     return 0

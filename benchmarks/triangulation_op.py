@@ -29,6 +29,7 @@ import torch
 
 from edgecap.backends import get_exporter, open_runner
 from edgecap.backends.base import ExportRequest
+from edgecap.core.console import quiet_to
 from edgecap.core.io import write_json
 from edgecap.core.runner import TorchRunner
 from edgecap.models.triangulation.dlt import WeightedDLT, triangulate_svd_reference
@@ -79,8 +80,9 @@ def latency(formats: list[str], threads: int, rounds: int, runs: int, folder: Pa
         request = ExportRequest(model=model, example_inputs=inputs, output_names=OUTPUTS, precision="fp32",
                                 metadata={"model": "weighted_dlt", "cameras": "4", "joints": "17"})
         start = time.perf_counter()
-        record = get_exporter(fmt)(request, path)
-        runners[path.name] = open_runner(path, threads=threads, input_names=NAMES, output_names=OUTPUTS)
+        with quiet_to(folder / "convert.log"):  # the converters' and runtimes' own output
+            record = get_exporter(fmt)(request, path)
+            runners[path.name] = open_runner(path, threads=threads, input_names=NAMES, output_names=OUTPUTS)
         export_s = time.perf_counter() - start
         err = [np.linalg.norm(runners[path.name].run({n: a[i : i + 1] for n, a in check.items()})["joints"]
                               - check_ref[i : i + 1], axis=-1) for i in range(len(check_ref))]

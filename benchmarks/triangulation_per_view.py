@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecap import EdgecapError
+from edgecap.core.console import quiet_to
 from edgecap.core.io import read_json, write_json
 from edgecap.runs import load_run
 from edgecap.stages.bench import bench_files, format_table
@@ -61,12 +62,14 @@ def main() -> int:
             np.savez(inputs, image=sample["images"][0, real : real + 1].astype(np.float32),
                      camera_matrix=sample["K"][0, real : real + 1].astype(np.float32),
                      distortion=sample["dist"][0, real : real + 1].astype(np.float32))
-            report = bench_files(links, threads=tuple(int(t) for t in a.threads.split(",")), inputs=inputs,
-                                 min_runs=a.runs, progress=sys.stderr.isatty())
+            with quiet_to(a.run / "logs" / "per_view_bench.log"):  # the runtimes' own output
+                report = bench_files(links, threads=tuple(int(t) for t in a.threads.split(",")), inputs=inputs,
+                                     min_runs=a.runs, progress=sys.stderr.isatty())
     except EdgecapError as e:
         print(f"triangulation_per_view: error: {e}", file=sys.stderr)
         return 2
     write_json(a.out, {**report, "run": str(a.run), "image_size": run.model.image_size,
+                       "inputs": "validation sample 0's first real view (image, camera_matrix, distortion)",
                        "files": {name: str(f) for name, f in files.items()}})
     print(format_table(report))
     print(f"wrote {a.out}")

@@ -244,7 +244,7 @@ def _save(fig, ax, path: Path) -> str:
 def _training_rows(tr: dict) -> list[tuple[str, dict]]:
     """(name, metrics) rows of the training table: the trained model, the same model's outputs
     solved other ways where the family reports them (a `val` entry holding metric dicts, e.g.
-    triangulation's same_2d: unweighted, ransac, svd64), then the baselines."""
+    {"same_2d": {"unweighted": {...}, "ransac": {...}}}), then the baselines."""
     rows = [("trained", tr["val"])]
     for group, entries in tr["val"].items():
         if isinstance(entries, dict) and entries and all(isinstance(m, dict) for m in entries.values()):

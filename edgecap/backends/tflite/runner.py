@@ -54,6 +54,18 @@ def read_tflite_metadata(path: str | Path, required: bool = True) -> dict:
     return {}
 
 
+def _signature_tensors(interpreter, signature: str) -> dict | None:
+    """{"inputs": {key: tensor index}, "outputs": {...}} of a signature on the main subgraph, or
+    None where this LiteRT build does not say (then the SignatureRunner is used)."""
+    try:
+        full = interpreter._get_full_signature_list()[signature]  # the indices SignatureRunner itself reads
+        main = {d["index"] for d in interpreter.get_input_details()} | {d["index"] for d in interpreter.get_output_details()}
+    except (AttributeError, KeyError, TypeError):
+        return None
+    used = set(full["inputs"].values()) | set(full["outputs"].values())
+    return {"inputs": dict(full["inputs"]), "outputs": dict(full["outputs"])} if used <= main else None
+
+
 class TFLiteRunner(Runner):
     format = "tflite"
 
@@ -63,7 +75,17 @@ class TFLiteRunner(Runner):
         try:
             self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
             signatures = list(self._interpreter.get_signature_list())
-            if self._metadata or len(signatures) == 1:
+            indices = _signature_tensors(self._interpreter, signatures[0]) if len(signatures) == 1 else None
+            if indices is not None:
+                # One signature on the main graph: run the interpreter directly with the signature's
+                # tensors. Its SignatureRunner resizes and re-allocates every tensor on every call,
+                # a third of the time of a small graph (0.050 vs 0.033 ms for a 4-view DLT of 17 joints).
+                self._runner = None
+                self._interpreter.allocate_tensors()
+                by_index = {d["index"]: d for d in self._interpreter.get_tensor_details()}
+                in_details = {k: by_index[i] for k, i in indices["inputs"].items()}
+                out_details = {k: by_index[i] for k, i in indices["outputs"].items()}
+            elif self._metadata or len(signatures) == 1:
                 self._runner = self._interpreter.get_signature_runner(signatures[0])  # allocates tensors
                 in_details, out_details = self._runner.get_input_details(), self._runner.get_output_details()
             else:  # no SignatureDef: the graph's own input/output tensors
@@ -120,7 +142,7 @@ class TFLiteRunner(Runner):
             for key, value in feed.items():
                 self._interpreter.set_tensor(self._in_details[key]["index"], value)
             self._interpreter.invoke()
-            outs = {k: self._interpreter.get_tensor(d["index"]).copy() for k, d in self._out_details.items()}
+            outs = {k: self._interpreter.get_tensor(d["index"]) for k, d in self._out_details.items()}  # copies
         result = {name: outs[key] for name, key in self._outputs.items()}
         for name, (scale, zero_point) in self._dequantize.items():
             result[name] = (result[name].astype(np.float32) - zero_point) * np.float32(scale)
