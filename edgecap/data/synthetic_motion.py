@@ -255,13 +255,24 @@ def generate_motion(
     world[..., 1] += (_ANKLE_HEIGHT_MM - foot)[..., None]
     world[..., 0] += disp[..., 0:1]
     world[..., 2] += disp[..., 1:2]
+    idx = [_NAMES.index(name) for name in layout.joints]
+    return observe_motion(world[:, :, idx], world[:, :, 0], skeleton, rng, fps, noise_px, drop_prob, occlusion_rate)
 
+
+def observe_motion(world: np.ndarray, pelvis: np.ndarray, skeleton: str, rng: np.random.Generator, fps: float,
+                   noise_px: float = 2.0, drop_prob: float = 0.03, occlusion_rate: float = 0.5) -> MotionSequences:
+    """Film 3D motion with the synthetic data's random cameras and detector-like 2D (steps 4 and 5
+    of the module docstring). world (n, F, J, 3) mm in a y-up world, joints in `skeleton`'s order;
+    pelvis (n, F, 3) mm (what the camera aims at). Any motion, synthetic or real, is observed the
+    same way; noise_px = drop_prob = occlusion_rate = 0 gives exact 2D."""
+    layout = get_skeleton(skeleton)
+    n, f = world.shape[:2]
     sizes = np.array([(1000, 1000), (1920, 1080), (1280, 720), (1080, 1920)])
     image_size = sizes[rng.integers(0, len(sizes), n)].astype(np.float64)
     focal = rng.uniform(0.7, 1.3, n) * image_size.max(1)
     person_frac = rng.uniform(0.3, 0.85, n)
     dist = np.clip(focal * 1700 / (person_frac * image_size[:, 1]), 2500, 15000)
-    centre = world[:, :, 0].mean(1)  # (n,3)
+    centre = pelvis.mean(1)  # (n,3)
     target = centre * np.array([1, 0, 1]) + np.array([0, 1, 0]) * rng.uniform(700, 1100, (n, 1))
     az = rng.uniform(0, 2 * np.pi, n)
     elev = np.deg2rad(rng.uniform(-5, 30, n))
@@ -274,8 +285,7 @@ def generate_motion(
     z = np.maximum(cam[..., 2:3], 1.0)
     uv = focal[:, None, None, None] * cam[..., :2] / z + principal[:, None, None]
 
-    idx = [_NAMES.index(name) for name in layout.joints]
-    uv, cam, zz = uv[:, :, idx], cam[:, :, idx], cam[:, :, idx, 2]
+    zz = cam[..., 2]
     root = (cam * np.array(layout.root_weight_vector())[None, None, :, None]).sum(2, keepdims=True)
     joints_3d = cam - root
 

@@ -214,3 +214,13 @@ class ModelFamily(abc.ABC):
     def parameter_table(self) -> str | None:
         """A table of the presets' sizes (`edgecap params`), or None."""
         return None
+
+    def evaluation_sets(self) -> dict[str, str]:
+        """Extra evaluation sets beyond the validation split, {name: one-line description}, run
+        by `edgecap evaluate RUN --on NAME` through `evaluate_on`."""
+        return {}
+
+    def evaluate_on(self, name: str, predict, run: Any, options: dict) -> tuple[dict, str]:
+        """(result for RUN/evaluate_<name>.json, a table to print) of `predict` (the PyTorch
+        model as a Runner.run) on the extra evaluation set `name`."""
+        raise EdgecapError(f"{self.name} has no evaluation set {name!r}; it has {sorted(self.evaluation_sets())}")

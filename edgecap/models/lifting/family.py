@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edgecap import __version__
+from edgecap import EdgecapError, __version__
 from edgecap.core.arrays import Arrays, TensorSpec
 from edgecap.core.config import TrainConfig
 from edgecap.data.motion import MotionDataConfig, load_motion_windows
@@ -92,6 +92,26 @@ class LiftingFamily(ModelFamily):
 
     def evaluate(self, predict, data: PoseWindows, batch_size: int = 1024, progress: str | None = None) -> dict:
         return app.evaluate(predict, data, batch_size, progress)
+
+    def evaluation_sets(self) -> dict[str, str]:
+        return {"real-motion": "real mocap clips filmed by virtual cameras, errors on the direct joints"}
+
+    def evaluate_on(self, name: str, predict, run: LiftingRun, options: dict) -> tuple[dict, str]:
+        if name != "real-motion":
+            return super().evaluate_on(name, predict, run, options)
+        from edgecap.data.real_motion import load_clips
+        from edgecap.models.lifting import real_motion
+
+        if run.model.skeleton != "h36m":
+            raise EdgecapError(f"real-motion evaluates the h36m skeleton; this run has model.skeleton="
+                               f"{run.model.skeleton!r}")
+        cameras = int(options.get("cameras") or 4)
+        if not 1 <= cameras <= 64:
+            raise EdgecapError(f"--cameras must be in [1, 64], got {cameras}")
+        clips = load_clips(options.get("cache"), "eval")
+        result = real_motion.evaluate_real_motion(predict, clips, run.data.fps, run.model.window, run.model.target,
+                                                  cameras, bool(options.get("noise")))
+        return result, real_motion.format_table(result)
 
     def baselines(self, run: LiftingRun, train_data: PoseWindows, val_data: PoseWindows) -> dict[str, dict]:
         return {"mean_pose": app.mean_pose_baseline(train_data, val_data)}

