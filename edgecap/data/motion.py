@@ -20,6 +20,10 @@ class MotionDataConfig:
     noise_px: float = 2.0
     drop_prob: float = 0.03
     occlusion_rate: float = 0.5
+    proportions: str = "fixed"  # "fixed" | "anthropometric": bone lengths and joint definitions drawn
+    # real motion mixed into training: this many sequences from the real-motion cache's training
+    # clips (never its evaluation clips; `make real-motion`), seen by the synthetic cameras
+    real_sequences: int = 0
     # h36m (VideoPose3D-style npz files; see README "Human3.6M")
     h36m_3d: str = ""
     h36m_2d: str = ""
@@ -31,7 +35,8 @@ class MotionDataConfig:
     # (low, high) of every number; a value outside is refused before any data is made.
     RANGES = {"seed": (0, 2**32 - 1), "train_sequences": (1, 1_000_000), "val_sequences": (1, 1_000_000),
               "frames": (1, 1_000_000), "fps": (1.0, 10_000.0), "noise_px": (0.0, 1_000.0),
-              "drop_prob": (0.0, 1.0), "occlusion_rate": (0.0, 1.0), "frame_stride": (1, 10_000)}
+              "drop_prob": (0.0, 1.0), "occlusion_rate": (0.0, 1.0), "frame_stride": (1, 10_000),
+              "real_sequences": (0, 1_000_000)}
 
     def validate(self) -> None:
         if self.source not in ("synthetic", "h36m"):
@@ -40,6 +45,35 @@ class MotionDataConfig:
             value = getattr(self, name)
             if not low <= value <= high:  # NaN fails too
                 raise EdgecapError(f"data.{name} must be in [{low}, {high}], got {value!r}")
+        if self.proportions not in ("fixed", "anthropometric"):
+            raise EdgecapError(f"data.proportions must be 'fixed' or 'anthropometric', got {self.proportions!r}")
+
+
+def _real_training_sequences(cfg: MotionDataConfig, skeleton: str):
+    """cfg.real_sequences clips of cfg.frames frames cut at random from the real-motion training
+    clips (resampled to cfg.fps), each filmed by its own synthetic camera with the same 2D noise."""
+    import numpy as np
+
+    from edgecap.data.real_motion import load_clips
+    from edgecap.data.real_motion.clips import resample
+    from edgecap.data.synthetic_motion import observe_motion
+
+    if skeleton != "h36m":
+        raise EdgecapError(f"data.real_sequences needs the h36m skeleton, not model.skeleton={skeleton!r}")
+    clips = [resample(c, cfg.fps) for c in load_clips(split="train")]
+    clips = [c for c in clips if len(c) >= cfg.frames]
+    if not clips:
+        raise EdgecapError(f"no real-motion training clip has data.frames={cfg.frames} frames at {cfg.fps} fps")
+    rng = np.random.default_rng([cfg.seed, 7])
+    weights = np.array([len(c) for c in clips], np.float64)
+    picks = rng.choice(len(clips), size=cfg.real_sequences, p=weights / weights.sum())
+    chunks = []
+    for k in picks:
+        start = rng.integers(0, len(clips[k]) - cfg.frames + 1)
+        chunks.append(clips[k][start : start + cfg.frames])
+    world = np.stack(chunks).astype(np.float64)
+    return observe_motion(world, world[:, :, 0], skeleton, rng, cfg.fps, cfg.noise_px, cfg.drop_prob,
+                          cfg.occlusion_rate)
 
 
 def load_motion_windows(cfg: MotionDataConfig, skeleton: str, window: int, target: str, split: str) -> PoseWindows:
@@ -55,8 +89,12 @@ def load_motion_windows(cfg: MotionDataConfig, skeleton: str, window: int, targe
         seqs = generate_motion(
             count, cfg.frames, cfg.fps, skeleton, seed=cfg.seed * 2 + (split == "val"),
             noise_px=cfg.noise_px, drop_prob=cfg.drop_prob, occlusion_rate=cfg.occlusion_rate,
+            proportions=cfg.proportions,
         )
         kps, gts = list(seqs.keypoints_2d), list(seqs.joints_3d_mm)
+        if split == "train" and cfg.real_sequences:
+            real = _real_training_sequences(cfg, skeleton)
+            kps, gts = kps + list(real.keypoints_2d), gts + list(real.joints_3d_mm)
     elif cfg.source == "h36m":
         from edgecap.data.h36m import load_h36m
 

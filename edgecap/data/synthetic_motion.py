@@ -230,6 +230,30 @@ def _look_at(cam_pos: np.ndarray, target: np.ndarray, roll: np.ndarray) -> np.nd
     return _rot(2, roll) @ r
 
 
+# Anthropometric ranges (factor on the rest offset of each joint from its parent) spanning the
+# joint definitions of real mocap (AMP/DeepMimic humanoid, a solved optical-mocap skeleton) and
+# of Human3.6M: e.g. hip width 150-260 mm, shoulder width 300-375 mm, pelvis to thorax 360-600 mm.
+_PROPORTIONS = {
+    "r_hip": (0.58, 1.0), "l_hip": (0.58, 1.0), "r_knee": (0.84, 1.05), "l_knee": (0.84, 1.05),
+    "r_ankle": (0.9, 1.08), "l_ankle": (0.9, 1.08), "spine": (0.8, 1.4), "thorax": (0.7, 1.1),
+    "neck": (0.8, 1.25), "head": (0.8, 1.3), "l_shoulder": (1.0, 1.25), "r_shoulder": (1.0, 1.25),
+    "l_elbow": (0.92, 1.16), "r_elbow": (0.92, 1.16), "l_wrist": (0.86, 1.2), "r_wrist": (0.86, 1.2),
+}
+
+
+def _anthropometric_offsets(rng: np.random.Generator, n: int, height: np.ndarray) -> np.ndarray:
+    """(n, J, 3) offsets: each bone scaled within its _PROPORTIONS range, left and right alike."""
+    scale = np.ones((n, len(_NAMES), 1))
+    for name, (lo, hi) in _PROPORTIONS.items():
+        if name.startswith("r_") and "l_" + name[2:] in _PROPORTIONS:
+            continue  # drawn with its left twin below
+        s = rng.uniform(lo, hi, (n, 1))
+        scale[:, _NAMES.index(name)] = s
+        if name.startswith("l_"):
+            scale[:, _NAMES.index("r_" + name[2:])] = s
+    return _OFFSETS[None] * height * scale * rng.uniform(0.98, 1.02, (n, len(_NAMES), 1))
+
+
 def generate_motion(
     num_sequences: int,
     frames: int = 100,
@@ -239,15 +263,20 @@ def generate_motion(
     noise_px: float = 2.0,
     drop_prob: float = 0.03,
     occlusion_rate: float = 0.5,
+    proportions: str = "fixed",
 ) -> MotionSequences:
-    """Generate `num_sequences` clips of `frames` frames; see the module docstring."""
+    """Generate `num_sequences` clips of `frames` frames; see the module docstring. proportions:
+    "fixed" (the rest skeleton +-5% per bone) or "anthropometric" (_PROPORTIONS)."""
     rng = np.random.default_rng(seed)
     n, f = num_sequences, frames
     t = np.arange(f) / fps
     layout = get_skeleton(skeleton)
 
     height = rng.uniform(0.85, 1.15, (n, 1, 1))
-    offsets = _OFFSETS[None] * height * rng.uniform(0.95, 1.05, (n, len(_NAMES), 1))
+    if proportions == "anthropometric":
+        offsets = _anthropometric_offsets(rng, n, height)
+    else:
+        offsets = _OFFSETS[None] * height * rng.uniform(0.95, 1.05, (n, len(_NAMES), 1))
     ch, yaw, disp = _trajectories(rng, n, t)
     body = _forward_kinematics(_local_rotations(ch, yaw, n, f), offsets)  # pelvis at origin
     foot = body[:, :, [_NAMES.index("l_ankle"), _NAMES.index("r_ankle")], 1].min(-1)

@@ -236,3 +236,32 @@ def test_clip_split_is_disjoint(tmp_path):
     trained = {c.name for c in load_clips(cache, "train")}
     assert evaluated == set(EVAL_CLIPS) and not evaluated & trained
     assert len(evaluated | trained) == len(load_clips(cache, "all")) == 22
+
+
+def test_anthropometric_proportions_span_real_skeletons():
+    from edgecap.data.synthetic_motion import generate_motion
+
+    fixed = generate_motion(40, 5, proportions="fixed", noise_px=0.0)
+    wide = generate_motion(40, 5, proportions="anthropometric", noise_px=0.0)
+
+    def hip_width(m):
+        j = m.joints_3d_mm
+        return np.linalg.norm(j[:, 0, JOINTS.index("l_hip")] - j[:, 0, JOINTS.index("r_hip")], axis=-1)
+
+    assert hip_width(fixed).min() > 210 and hip_width(wide).min() < 190  # the real skeletons: 170-195 mm
+    j = wide.joints_3d_mm[:, 0]
+    left = np.linalg.norm(j[:, JOINTS.index("l_hip")] - j[:, JOINTS.index("l_knee")], axis=-1)
+    right = np.linalg.norm(j[:, JOINTS.index("r_hip")] - j[:, JOINTS.index("r_knee")], axis=-1)
+    np.testing.assert_allclose(left, right, rtol=0.05)  # one skeleton: left and right limbs alike
+
+
+def test_real_sequences_join_training_only(tmp_path, monkeypatch):
+    from edgecap.data.motion import MotionDataConfig, load_motion_windows
+
+    monkeypatch.setenv("EDGECAP_REAL_MOTION", str(fake_cache(tmp_path / "cache")))
+    cfg = MotionDataConfig(train_sequences=3, val_sequences=2, frames=12, real_sequences=4)  # stand-in climbs: 17 frames
+    train = load_motion_windows(cfg, "h36m", 9, "last", "train")
+    val = load_motion_windows(cfg, "h36m", 9, "last", "val")
+    assert len(np.unique(train.sequence_ids)) == 7 and len(np.unique(val.sequence_ids)) == 2
+    with pytest.raises(EdgecapError, match="data.proportions"):
+        MotionDataConfig(proportions="tall").validate()
