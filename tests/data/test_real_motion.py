@@ -265,3 +265,18 @@ def test_real_sequences_join_training_only(tmp_path, monkeypatch):
     assert len(np.unique(train.sequence_ids)) == 7 and len(np.unique(val.sequence_ids)) == 2
     with pytest.raises(EdgecapError, match="data.proportions"):
         MotionDataConfig(proportions="tall").validate()
+
+
+def test_flat_2d_baseline_puts_unseen_joints_at_the_root():
+    from edgecap.models.lifting.real_motion import flat_2d
+
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, :, :2] = np.arange(34).reshape(17, 2) + 100
+    kp[0, :, 2] = 1
+    kp[0, 5] = 0  # not seen: zeroed, as the 2D data stores it
+    flat = flat_2d(kp)
+    np.testing.assert_allclose(flat[0, 1, :2], [2, 2])
+    np.testing.assert_allclose(flat[0, :, 2], 0)
+    np.testing.assert_allclose(flat[0, 5], 0)
+    kp[0, 0, 2] = 0  # no pelvis: the mean of the seen joints is the root
+    assert abs(flat_2d(kp)[0, :, :2][kp[0, :, 2] > 0].mean()) < 1e-4

@@ -8,8 +8,8 @@ data's detector-like noise (`noise=True`). Metrics on the direct joints: P-MPJPE
 aligned on them), MPJPE (root-relative, the pelvis is the root) and the acceleration error, per
 clip, source, motion type and overall, beside two baselines:
 - `rest_pose`: the synthetic skeleton standing at rest, facing the camera;
-- `flat_2d`: the 2D keypoints themselves with zero depth (root-relative pixels; scale-free, so
-  only its P-MPJPE is meaningful and its MPJPE is not reported).
+- `flat_2d`: the 2D keypoints themselves with zero depth (root-relative pixels, unseen joints at
+  the root; scale-free, so only its P-MPJPE is meaningful and its MPJPE is not reported).
 """
 
 from __future__ import annotations
@@ -59,6 +59,18 @@ def rest_pose_mm() -> np.ndarray:
     return body * np.array([1.0, -1.0, -1.0])  # body (x left, y up, z forward) -> camera, facing it
 
 
+def flat_2d(keypoints: np.ndarray) -> np.ndarray:
+    """(N, J, 3) the 2D keypoints (x, y, validity) as a pose with zero depth, relative to the
+    pelvis (or the mean of the valid joints where the pelvis is not seen); a joint not seen is
+    put at that root, since the baseline cannot know where it is."""
+    valid = keypoints[..., 2:3] > 0
+    xy = keypoints[..., :2]
+    mean = (xy * valid).sum(1, keepdims=True) / np.maximum(valid.sum(1, keepdims=True), 1)
+    root = np.where(valid[:, :1], xy[:, :1], mean)
+    rel = np.where(valid, xy - root, 0.0)
+    return np.concatenate([rel, np.zeros_like(rel[..., :1])], -1)
+
+
 def _scores(pred: np.ndarray, gt: np.ndarray, seq_ids: np.ndarray, with_mpjpe: bool = True) -> dict:
     p, g = pred[:, DIRECT_MASK], gt[:, DIRECT_MASK]
     out = {"p_mpjpe_mm": p_mpjpe(p, g), "frames": len(p)}
@@ -82,8 +94,7 @@ def evaluate_real_motion(predict, clips: list[RealClip], fps: float, window: int
     data, names = film(clips, fps, window, target, cameras, noise, seed)
     preds = np.concatenate([predict({INPUT: kp})[OUTPUT] for kp, _ in data.batches(1024)])
     gt = data.target_poses()
-    keypoints = data.keypoints[data.targets]  # the target frame's 2D (x, y, validity)
-    flat = np.concatenate([keypoints[..., :2] - keypoints[:, :1, :2], np.zeros_like(keypoints[..., :1])], -1)
+    flat = flat_2d(data.keypoints[data.targets])
     rest = np.broadcast_to(rest_pose_mm(), gt.shape)
     by_clip = {c.name: c for c in clips}
     seq_clip = np.array(names)[data.sequence_ids]
