@@ -21,6 +21,7 @@ class MotionDataConfig:
     drop_prob: float = 0.03
     occlusion_rate: float = 0.5
     proportions: str = "fixed"  # "fixed" | "anthropometric": bone lengths and joint definitions drawn
+    motions: str = "classic"  # "classic" (walk, reach, turn, crouch, idle) | "extended" (+ running, dancing)
     # real motion mixed into training: this many sequences from the real-motion cache's training
     # clips (never its evaluation clips; `make real-motion`), seen by the synthetic cameras
     real_sequences: int = 0
@@ -45,6 +46,8 @@ class MotionDataConfig:
             value = getattr(self, name)
             if not low <= value <= high:  # NaN fails too
                 raise EdgecapError(f"data.{name} must be in [{low}, {high}], got {value!r}")
+        if self.motions not in ("classic", "extended"):
+            raise EdgecapError(f"data.motions must be 'classic' or 'extended', got {self.motions!r}")
         if self.proportions not in ("fixed", "anthropometric"):
             raise EdgecapError(f"data.proportions must be 'fixed' or 'anthropometric', got {self.proportions!r}")
 
@@ -89,7 +92,7 @@ def load_motion_windows(cfg: MotionDataConfig, skeleton: str, window: int, targe
         seqs = generate_motion(
             count, cfg.frames, cfg.fps, skeleton, seed=cfg.seed * 2 + (split == "val"),
             noise_px=cfg.noise_px, drop_prob=cfg.drop_prob, occlusion_rate=cfg.occlusion_rate,
-            proportions=cfg.proportions,
+            proportions=cfg.proportions, motions=cfg.motions,
         )
         kps, gts = list(seqs.keypoints_2d), list(seqs.joints_3d_mm)
         if split == "train" and cfg.real_sequences:

@@ -108,9 +108,11 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple, t: np.ndarray, amp_deg
     return out
 
 
-def _trajectories(rng: np.random.Generator, n: int, t: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+def _trajectories(rng: np.random.Generator, n: int, t: np.ndarray,
+                  extended: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
     """Joint-angle channels in degrees (each (n, F); sided ones (n, 2, F) for left/right),
-    the heading yaw (n, F) in radians, and the planar root displacement (n, F, 2) in mm."""
+    the heading yaw (n, F) in radians, and the planar root displacement (n, F, 2) in mm.
+    extended: running and dancing join the mix (drawn only then, so the classic mix is unchanged)."""
     f = len(t)
     ch = {k: np.zeros((n, 2, f)) for k in _SIDE_CHANNELS}
     ch.update({k: np.zeros((n, f)) for k in _CENTRE_CHANNELS})
@@ -123,6 +125,11 @@ def _trajectories(rng: np.random.Generator, n: int, t: np.ndarray) -> tuple[dict
     weights[np.arange(n), rng.integers(0, len(kinds), n)] = 1.0
     w = {k: weights[:, i : i + 1] for i, k in enumerate(kinds)}
     side = np.array([1.0, -1.0])[None, :, None]  # left, right
+    if extended:  # a third of the sequences run instead of walking, a third dance
+        pick = rng.random((n, 1))
+        w["run"] = (pick < 1 / 3).astype(float)
+        w["dance"] = ((pick >= 1 / 3) & (pick < 2 / 3)).astype(float) * rng.uniform(0.6, 1.0, (n, 1))
+        w["walk"] = w["walk"] * (1 - w["run"])
 
     # Walking: hips swing in antiphase, knees flex in swing, arms counter-swing.
     freq = rng.uniform(0.7, 1.1, (n, 1))
@@ -165,6 +172,10 @@ def _trajectories(rng: np.random.Generator, n: int, t: np.ndarray) -> tuple[dict
     ch["spine_flex"] += 25 * depth * c
     ch["shoulder_flex"] += (45 * depth * c)[:, None, :]
 
+    if extended:
+        _run_and_dance(rng, ch, w, t, side)
+        speed += w["run"] * rng.uniform(2500, 4000, (n, 1)) + w["dance"] * rng.uniform(0, 300, (n, 1))
+
     # Idle sway and small random perturbations on every channel.
     for k in _SIDE_CHANNELS:
         ch[k] += _smooth_noise(rng, (n, 2), t, 6.0) + np.where(k.endswith("abd"), 8.0, 0.0)
@@ -179,6 +190,36 @@ def _trajectories(rng: np.random.Generator, n: int, t: np.ndarray) -> tuple[dict
     step = speed * dt  # (n, F) mm per frame along the heading
     disp = np.cumsum(np.stack([np.sin(yaw) * step, np.cos(yaw) * step], -1), axis=1)
     return ch, yaw, disp
+
+
+def _run_and_dance(rng: np.random.Generator, ch: dict, w: dict, t: np.ndarray, side: np.ndarray) -> None:
+    """Running (a fast gait: large hip and knee flexion, bent elbows swinging, a forward lean) and
+    dancing (arms raised, swung and spread at 0.3-2 Hz, hips and trunk twisting and swaying)."""
+    n = len(w["run"])
+    freq = rng.uniform(1.3, 1.8, (n, 1))
+    g = (2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi, (n, 1)))[:, None, :] + np.array([0.0, np.pi])[None, :, None]
+    wr = w["run"][:, :, None]
+    ch["hip_flex"] += wr * (rng.uniform(30, 55, (n, 1, 1)) * np.sin(g) + 15)
+    ch["knee_flex"] += wr * (20 + rng.uniform(60, 110, (n, 1, 1)) * 0.5 * (1 + np.sin(g + np.pi / 2)))
+    ch["shoulder_flex"] += wr * (-rng.uniform(25, 55, (n, 1, 1)) * np.sin(g))
+    ch["elbow_flex"] += wr * (rng.uniform(60, 100, (n, 1, 1)) + 15 * np.sin(g))
+    ch["spine_flex"] += w["run"] * rng.uniform(5, 20, (n, 1))
+
+    def wave(shape, low, high):  # a 0.3-2 Hz oscillation per channel, amplitude in [low, high] degrees
+        f = rng.uniform(0.3, 2.0, shape + (1,))
+        return rng.uniform(low, high, shape + (1,)) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, shape + (1,)))
+
+    wd, wd1 = w["dance"][:, :, None], w["dance"]
+    ch["shoulder_abd"] += wd * (rng.uniform(0, 90, (n, 2, 1)) + wave((n, 2), 20, 70))
+    ch["shoulder_flex"] += wd * (rng.uniform(-20, 90, (n, 2, 1)) + wave((n, 2), 20, 80))
+    ch["elbow_flex"] += wd * (rng.uniform(0, 60, (n, 2, 1)) + np.abs(wave((n, 2), 20, 70)))
+    ch["hip_abd"] += wd * np.abs(wave((n, 2), 0, 25))
+    ch["hip_flex"] += wd * np.abs(wave((n, 2), 0, 50))
+    ch["knee_flex"] += wd * np.abs(wave((n, 2), 5, 60))
+    ch["spine_twist"] += wd1 * wave((n,), 5, 35)
+    ch["spine_side"] += wd1 * wave((n,), 0, 20)
+    ch["pelvis_roll"] += wd1 * wave((n,), 0, 8)
+    ch["neck_flex"] += wd1 * wave((n,), 0, 25)
 
 
 def _local_rotations(ch: dict, yaw: np.ndarray, n: int, f: int) -> np.ndarray:
@@ -264,9 +305,11 @@ def generate_motion(
     drop_prob: float = 0.03,
     occlusion_rate: float = 0.5,
     proportions: str = "fixed",
+    motions: str = "classic",
 ) -> MotionSequences:
     """Generate `num_sequences` clips of `frames` frames; see the module docstring. proportions:
-    "fixed" (the rest skeleton +-5% per bone) or "anthropometric" (_PROPORTIONS)."""
+    "fixed" (the rest skeleton +-5% per bone) or "anthropometric" (_PROPORTIONS); motions:
+    "classic" (walk, reach, turn, crouch, idle) or "extended" (also running and dancing)."""
     rng = np.random.default_rng(seed)
     n, f = num_sequences, frames
     t = np.arange(f) / fps
@@ -277,7 +320,7 @@ def generate_motion(
         offsets = _anthropometric_offsets(rng, n, height)
     else:
         offsets = _OFFSETS[None] * height * rng.uniform(0.95, 1.05, (n, len(_NAMES), 1))
-    ch, yaw, disp = _trajectories(rng, n, t)
+    ch, yaw, disp = _trajectories(rng, n, t, extended=motions == "extended")
     body = _forward_kinematics(_local_rotations(ch, yaw, n, f), offsets)  # pelvis at origin
     foot = body[:, :, [_NAMES.index("l_ankle"), _NAMES.index("r_ankle")], 1].min(-1)
     world = body.copy()

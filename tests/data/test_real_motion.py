@@ -11,8 +11,15 @@ import pytest
 from edgecap import EdgecapError
 from edgecap.data.real_motion import DIRECT_MASK, EVAL_CLIPS, load_clips
 from edgecap.data.real_motion import fetch as fetch_module
-from edgecap.data.real_motion.clips import (HOLOSOMA_JOINTS, ISAAC_BODIES, JOINTS, load_deepmimic, load_holosoma,
-                                            load_isaac, resample)
+from edgecap.data.real_motion.clips import (
+    HOLOSOMA_JOINTS,
+    ISAAC_BODIES,
+    JOINTS,
+    load_deepmimic,
+    load_holosoma,
+    load_isaac,
+    resample,
+)
 
 LIMBS = {"thigh": ("l_hip", "l_knee"), "shin": ("l_knee", "l_ankle"), "hips": ("l_hip", "r_hip")}
 
@@ -223,7 +230,7 @@ def fake_cache(root):
     for i in range(5):
         np.save(root / "holosoma" / f"climb_seq_{i}.npy", holo)
     (root / "deepmimic").mkdir()
-    txt, urdf = deepmimic_files(root / "deepmimic")
+    txt, _ = deepmimic_files(root / "deepmimic")
     for name in _DEEPMIMIC_MOTION:
         (root / "deepmimic" / f"humanoid3d_{name}.txt").write_text(txt.read_text())
     (root / "sources.json").write_text("{}")
@@ -280,3 +287,18 @@ def test_flat_2d_baseline_puts_unseen_joints_at_the_root():
     np.testing.assert_allclose(flat[0, 5], 0)
     kp[0, 0, 2] = 0  # no pelvis: the mean of the seen joints is the root
     assert abs(flat_2d(kp)[0, :, :2][kp[0, :, 2] > 0].mean()) < 1e-4
+
+
+def test_extended_motions_run_and_dance():
+    """Running sequences move several times faster than walking ones; the classic mix is unchanged."""
+    from edgecap.data.synthetic_motion import generate_motion
+
+    classic = generate_motion(6, 20, seed=5, noise_px=0.0)
+    again = generate_motion(6, 20, seed=5, noise_px=0.0, motions="classic")
+    np.testing.assert_array_equal(classic.joints_3d_mm, again.joints_3d_mm)
+    extended = generate_motion(60, 50, seed=5, noise_px=0.0, motions="extended")
+    wrists = extended.joints_3d_mm[:, :, [JOINTS.index("l_wrist"), JOINTS.index("r_wrist")]]
+    base = generate_motion(60, 50, seed=5, noise_px=0.0)
+    base_wrists = base.joints_3d_mm[:, :, [JOINTS.index("l_wrist"), JOINTS.index("r_wrist")]]
+    # dancing raises the arms: wrists above the pelvis (camera y is down) far more often
+    assert (wrists[..., 1] < -200).mean() > 2 * (base_wrists[..., 1] < -200).mean()

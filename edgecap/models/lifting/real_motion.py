@@ -21,7 +21,7 @@ import numpy as np
 from edgecap.data.real_motion import DIRECT_MASK, RealClip
 from edgecap.data.real_motion.clips import resample
 from edgecap.data.windows import PoseWindows
-from edgecap.metrics.pose3d import acceleration_error, mpjpe, p_mpjpe
+from edgecap.metrics.pose3d import pose_metrics
 from edgecap.models.lifting.app import INPUT, OUTPUT
 
 FOCUS = ("walk", "run", "dance")  # the motion types the headline aims at
@@ -72,19 +72,9 @@ def flat_2d(keypoints: np.ndarray) -> np.ndarray:
 
 
 def _scores(pred: np.ndarray, gt: np.ndarray, seq_ids: np.ndarray, with_mpjpe: bool = True) -> dict:
-    p, g = pred[:, DIRECT_MASK], gt[:, DIRECT_MASK]
-    out = {"p_mpjpe_mm": p_mpjpe(p, g), "frames": len(p)}
-    if with_mpjpe:
-        out["mpjpe_mm"] = mpjpe(p, g)
-        errs, weights = [], []
-        for s in np.unique(seq_ids):
-            sel = np.flatnonzero(seq_ids == s)
-            if len(sel) >= 3:
-                errs.append(acceleration_error(p[sel], g[sel]))
-                weights.append(len(sel) - 2)
-        if errs:
-            out["accel_error_mm"] = float(np.average(errs, weights=weights))
-    return out
+    """pose_metrics on the direct joints; a scale-free prediction keeps only its P-MPJPE."""
+    out = {**pose_metrics(pred[:, DIRECT_MASK], gt[:, DIRECT_MASK], seq_ids), "frames": len(pred)}
+    return out if with_mpjpe else {"p_mpjpe_mm": out["p_mpjpe_mm"], "frames": len(pred)}
 
 
 def evaluate_real_motion(predict, clips: list[RealClip], fps: float, window: int, target: str, cameras: int = 4,
@@ -118,9 +108,9 @@ def evaluate_real_motion(predict, clips: list[RealClip], fps: float, window: int
 
 def format_table(result: dict) -> str:
     order = sorted(result["groups"], key=lambda k: (k != "all", k != "+".join(FOCUS), k.split(":")[0], k))
-    lines = [f"real motion: {len(result['clips'])} clips x {result['cameras_per_clip']} virtual cameras, "
-             f"{'detector-like noise' if result['noise'] else 'exact 2D'}; errors on the "
-             f"{result['direct_joints']} direct joints (mm)",
+    lines = [(f"real motion: {len(result['clips'])} clips x {result['cameras_per_clip']} virtual cameras, "
+              f"{'detector-like noise' if result['noise'] else 'exact 2D'}; errors on the "
+              f"{result['direct_joints']} direct joints (mm)"),
              f"{'group':<28} {'frames':>7} {'P-MPJPE':>8} {'MPJPE':>7} {'accel':>6} {'rest P':>7} {'flat2D P':>9}"]
     for key in order:
         g = result["groups"][key]
