@@ -207,7 +207,8 @@ def _run_and_dance(rng: np.random.Generator, ch: dict, w: dict, t: np.ndarray, s
 
     def wave(shape, low, high):  # a 0.3-2 Hz oscillation per channel, amplitude in [low, high] degrees
         f = rng.uniform(0.3, 2.0, shape + (1,))
-        return rng.uniform(low, high, shape + (1,)) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, shape + (1,)))
+        amplitude = rng.uniform(low, high, shape + (1,))
+        return amplitude * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, shape + (1,)))
 
     wd, wd1 = w["dance"][:, :, None], w["dance"]
     ch["shoulder_abd"] += wd * (rng.uniform(0, 90, (n, 2, 1)) + wave((n, 2), 20, 70))

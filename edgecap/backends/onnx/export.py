@@ -174,14 +174,14 @@ def _quantize(model: onnx.ModelProto, req: ExportRequest) -> tuple[onnx.ModelPro
         calibration = CALIBRATION
         try:
             _quantize_static(pre, q8, req, names, excluded, CalibrationMethod.Percentile)
-        except ValueError as e:
+        except EdgecapError as e:
             # ORT's percentile histograms grow chunk by chunk from the first chunk's bin width; a
             # tensor nearly constant there and wider later (seen in a float island's solver
             # internals, which ORT calibrates although they stay fp32) overflows numpy's bin count.
             # Min-max ranges need no histogram: fall back, and say so in the manifest.
-            if "bins" not in str(e):
-                raise EdgecapError(f"ONNX int8: quantize_static failed on {type(req.model).__name__}: {e}") from e
-            calibration = f"min-max (percentile calibration failed: {e})"
+            if not isinstance(e.__cause__, ValueError) or "bins" not in str(e.__cause__):
+                raise
+            calibration = f"min-max (percentile calibration failed: {e.__cause__})"
             _quantize_static(pre, q8, req, names, excluded, CalibrationMethod.MinMax)
         qmodel = onnx.load(str(q8))
     quantized, skipped = _check_quantized(pre_model, qmodel, set(excluded))
@@ -221,8 +221,6 @@ def _quantize_static(pre: Path, out: Path, req: ExportRequest, names: list[str],
                             op_types_to_quantize=QUANT_OP_TYPES + FOLDED_ACTIVATIONS, per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                             calibrate_method=method, extra_options=options)
-    except ValueError:
-        raise
     except Exception as e:
         raise EdgecapError(f"ONNX int8: quantize_static failed on {type(req.model).__name__}: {e}") from e
 

@@ -59,7 +59,7 @@ def _signature_tensors(interpreter, signature: str) -> dict | None:
     None where this LiteRT build does not say (then the SignatureRunner is used)."""
     try:
         full = interpreter._get_full_signature_list()[signature]  # the indices SignatureRunner itself reads
-        main = {d["index"] for d in interpreter.get_input_details()} | {d["index"] for d in interpreter.get_output_details()}
+        main = {d["index"] for d in interpreter.get_input_details() + interpreter.get_output_details()}
     except (AttributeError, KeyError, TypeError):
         return None
     used = set(full["inputs"].values()) | set(full["outputs"].values())

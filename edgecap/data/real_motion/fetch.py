@@ -56,7 +56,8 @@ WHEELS = (
           {f"{_CLIMB}/{f}": f"holosoma/climb_seq_{i}.npy" for i, f in enumerate(_CLIMB_FILES)}),
     Wheel("pybullet", "3.2.7", "zlib (pybullet-3.2.7.dist-info/LICENSE.txt)",
           ("--python-version", "3.11", "--platform", "manylinux_2_17_x86_64"),
-          {**{f"pybullet_data/data/motions/humanoid3d_{c}.txt": f"deepmimic/humanoid3d_{c}.txt" for c in DEEPMIMIC_CLIPS},
+          {**{f"pybullet_data/data/motions/humanoid3d_{c}.txt": f"deepmimic/humanoid3d_{c}.txt"
+              for c in DEEPMIMIC_CLIPS},
            "pybullet_data/humanoid/humanoid.urdf": "deepmimic/humanoid.urdf",
            "pybullet-3.2.7.dist-info/LICENSE.txt": "deepmimic/LICENSE.txt"}),
 )

@@ -53,9 +53,9 @@ solver). Measured against the float64 SVD: `benchmarks/triangulation_op.py`.
 Validity: a joint needs two views with w_c > min_view_fraction (1e-3 of its total confidence)
 and a solvable system: det of the unit-trace B above min_det (1e-8: fp32 rounding leaves ~1e-9 in
 the det of an exactly singular B; two views 0.05 degree apart have ~2e-8), so it catches repeated
-views and exactly singular systems; a merely
-ill-posed joint stays valid, with the accuracy the benchmark reports). An invalid joint gets valid = 0 and joints = 0 (the world origin), and every number
-on the way stays finite.
+views and exactly singular systems; a merely ill-posed joint stays valid, with the accuracy the
+benchmark reports). An invalid joint gets valid = 0 and joints = 0 (the world origin), and every
+number on the way stays finite.
 """
 
 from __future__ import annotations

@@ -80,7 +80,8 @@ class TriangulationFamily(ModelFamily):
         return {
             "edgecap_version": __version__, "model": self.name, "backbone": cfg.backbone,
             "input_spec": f"views: float32[1,{v},3,{s},{s}] RGB 0..255 as seen; projections: float32[1,{v},3,4] "
-                          "P = K[R|t] in each view's pixels (integer = pixel centre), world mm, P = 0 for a missing view; "
+                          "P = K[R|t] in each view's pixels (integer = pixel centre), world mm, "
+                          "P = 0 for a missing view; "
                           f"camera_matrices: float32[1,{v},3,3] K; distortions: float32[1,{v},5] OpenCV k1,k2,p1,p2,k3",
             "output_spec": f"joints_3d[1,{j},3] world mm (0 if invalid), valid[1,{j}] 0/1, points_2d[1,{v},{j},2] px "
                            "undistorted, "
