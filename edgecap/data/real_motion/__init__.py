@@ -37,9 +37,8 @@ def load_clips(cache: Path | None = None, split: str = "eval") -> list[RealClip]
     clips = [load_isaac(cache / "isaaclab" / f"humanoid_{m}.npz", m) for m in ("walk", "run", "dance")]
     clips += [load_holosoma(cache / "holosoma" / f"climb_seq_{i}.npy") for i in range(5)]
     urdf = cache / "deepmimic" / "humanoid.urdf"
-    for name, motion in _DEEPMIMIC_MOTION.items():
-        clip = load_deepmimic(cache / "deepmimic" / f"humanoid3d_{name}.txt", urdf, motion)
-        clips.append(RealClip(f"deepmimic/{name}", clip.source, motion, clip.fps, clip.joints_mm))
+    clips += [load_deepmimic(cache / "deepmimic" / f"humanoid3d_{name}.txt", urdf, motion)
+              for name, motion in _DEEPMIMIC_MOTION.items()]
     if split == "all":
         return clips
     return [c for c in clips if (c.name in EVAL_CLIPS) == (split == "eval")]

@@ -239,7 +239,7 @@ def load_deepmimic(path: Path, urdf: Path, motion: str) -> RealClip:
     world = {k: v * 1000.0 for k, v in pos.items()}  # already y up
     named = {j: world[b] for j, b in _DM_DIRECT.items()}
     joints = _assemble(_humanoid_torso(named, world["chest"], world["neck"]))
-    return RealClip(f"deepmimic/{motion}", "deepmimic", motion, fps, joints)
+    return RealClip(f"deepmimic/{path.stem.removeprefix('humanoid3d_')}", "deepmimic", motion, fps, joints)
 
 
 def resample(clip: RealClip, fps: float) -> np.ndarray:
