@@ -20,7 +20,7 @@ class MotionDataConfig:
     noise_px: float = 2.0
     drop_prob: float = 0.03
     occlusion_rate: float = 0.5
-    proportions: str = "fixed"  # "fixed" | "anthropometric": bone lengths and joint definitions drawn
+    proportions: str = "fixed"  # "fixed" | "anthropometric" (bone lengths and joint definitions from ranges)
     motions: str = "classic"  # "classic" (walk, reach, turn, crouch, idle) | "extended" (+ running, dancing)
     # real motion mixed into training: this many sequences from the real-motion cache's training
     # clips (never its evaluation clips; `make real-motion`), seen by the synthetic cameras
