@@ -12,6 +12,25 @@ from edgecap.core.config import apply_overrides
 from edgecap.models import get_family
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_tmp(tmp_path_factory):
+    """The code under test writes its temporary files (e.g. the scratch logs of `edgecap predict`
+    without a run folder) under pytest's own temporary folder, not the machine's, so a test run
+    leaves nothing behind that grows from run to run."""
+    import os
+    import tempfile
+
+    path = str(tmp_path_factory.mktemp("tmp"))
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = path, path
+    yield
+    if saved[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[0]
+    tempfile.tempdir = saved[1]
+
+
 def tiny_config(*extra: str):
     family = get_family("lifting")
     return apply_overrides(family.facts.run_config(), list(family.facts.quick_overrides) + list(extra))
