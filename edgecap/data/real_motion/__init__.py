@@ -34,14 +34,16 @@ def load_clips(cache: Path | None = None, split: str = "eval") -> list[RealClip]
                            "(python -m edgecap.data.real_motion.fetch) first")
     if split not in ("eval", "train", "all"):
         raise EdgecapError(f"unknown real-motion split {split!r}; expected eval, train or all")
-    clips = [load_isaac(cache / "isaaclab" / f"humanoid_{m}.npz", m) for m in ("walk", "run", "dance")]
-    clips += [load_holosoma(cache / "holosoma" / f"climb_seq_{i}.npy") for i in range(5)]
     urdf = cache / "deepmimic" / "humanoid.urdf"
-    clips += [load_deepmimic(cache / "deepmimic" / f"humanoid3d_{name}.txt", urdf, motion)
-              for name, motion in _DEEPMIMIC_MOTION.items()]
-    if split == "all":
-        return clips
-    return [c for c in clips if (c.name in EVAL_CLIPS) == (split == "eval")]
+    loaders = {f"isaac/{m}": lambda m=m: load_isaac(cache / "isaaclab" / f"humanoid_{m}.npz", m)
+               for m in ("walk", "run", "dance")}
+    loaders.update({f"holosoma/climb_seq_{i}": lambda i=i: load_holosoma(cache / "holosoma" / f"climb_seq_{i}.npy")
+                    for i in range(5)})
+    loaders.update({f"deepmimic/{n}": lambda n=n, m=m: load_deepmimic(cache / "deepmimic" / f"humanoid3d_{n}.txt",
+                                                                       urdf, m)
+                    for n, m in _DEEPMIMIC_MOTION.items()})
+    # only the split's clips are read (DeepMimic's run through forward kinematics)
+    return [load() for name, load in loaders.items() if split == "all" or (name in EVAL_CLIPS) == (split == "eval")]
 
 
 __all__ = ["DIRECT", "DIRECT_MASK", "EVAL_CLIPS", "RealClip", "load_clips"]
