@@ -37,6 +37,17 @@ WHOLE = "whole"
 
 
 @dataclass(frozen=True)
+class TrainingPhase:
+    """One optimizer of the training loop: its name, the parameters it moves, and its learning
+    rate as a multiple of train.lr (AdamW with train.weight_decay, the shared schedule)."""
+
+    name: str
+    parameters: list
+    lr_scale: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass(frozen=True)
 class FamilyFacts:
     """What a family is, as data."""
 
@@ -147,6 +158,18 @@ class ModelFamily(abc.ABC):
     def predict_file(self, runner: Runner, cfg: Any, input_path: Path, output_path: Path) -> str:
         """Run over a user's input file, write the result; returns a one-line summary."""
 
+    def training_phases(self, model: torch.nn.Module, run: Any) -> list[TrainingPhase]:
+        """The optimizer steps of one training iteration, in order, each on the same batch. One
+        phase over every parameter by default; an adversarial family has two (discriminator,
+        then generator), each with its own optimizer, stepped alternately."""
+        return [TrainingPhase("model", list(model.parameters()))]
+
+    def phase_loss(self, module: torch.nn.Module, batch: Any, device: torch.device, phase: str,
+                   shared: dict) -> torch.Tensor:
+        """The loss a phase descends. `shared` lives for one iteration, so a later phase can reuse
+        what an earlier one computed (a generator's output, say). Default: `training_loss`."""
+        return self.training_loss(module, batch, device)
+
     def prepare_training(self, model: torch.nn.Module, train_data: Any) -> None:
         """Anything the model needs from the training data before the first step."""
 
@@ -219,6 +242,11 @@ class ModelFamily(abc.ABC):
         """Extra evaluation sets beyond the validation split, {name: one-line description}, run
         by `edgecap evaluate RUN --on NAME` through `evaluate_on`."""
         return {}
+
+    def evaluation_set_missing(self, name: str) -> str | None:
+        """Why the extra evaluation set `name` cannot run here (e.g. its data is not fetched), or
+        None; the pipeline evaluates the sets that can."""
+        return None
 
     def evaluate_on(self, name: str, predict, run: Any, options: dict) -> tuple[dict, str]:
         """(result for RUN/evaluate_<name>.json, a table to print) of `predict` (the PyTorch

@@ -2,7 +2,8 @@
 
 Layout of a run directory:
     run.json                      family name + full frozen config (written at start)
-    checkpoints/step-000500/      model.safetensors, optimizer.safetensors, state.json
+    checkpoints/step-000500/      model.safetensors, optimizer.safetensors (+ optimizer-<phase>.safetensors
+                                  for a family with several training phases), state.json
     model.safetensors, model.json the final weights and their spec (config, metrics)
 A checkpoint directory is complete once renamed from its temp name; resume takes the newest.
 """
@@ -40,15 +41,25 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, groups: 
     optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
 
 
-def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def _optimizer_file(name: str, first: bool) -> str:
+    return "optimizer.safetensors" if first else f"optimizer-{name}.safetensors"
+
+
+def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
                     state: dict, keep: int = 2) -> Path:
+    """optimizers: {phase name: optimizer}, in phase order (the first keeps the file name
+    optimizer.safetensors)."""
     final = Path(root) / f"step-{step:07d}"
     with atomic_path(final, suffix=".dir") as tmp:
         tmp.mkdir()
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-        opt_tensors, opt_groups = _optimizer_tensors(optimizer)
-        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "state.json").write_text(json.dumps({**state, "step": step, "optimizer": opt_groups}))
+        groups = {}
+        for i, (name, optimizer) in enumerate(optimizers.items()):
+            opt_tensors, groups[name] = _optimizer_tensors(optimizer)
+            save_file(opt_tensors, str(tmp / _optimizer_file(name, i == 0)))
+        first = next(iter(groups))
+        (tmp / "state.json").write_text(json.dumps({**state, "step": step, "optimizer": groups[first],
+                                                    "optimizers": groups}))
     for old in sorted(Path(root).glob("step-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -59,14 +70,20 @@ def latest_checkpoint(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> dict:
     load_weights(path / "model.safetensors", model)
     state = read_json(path / "state.json", "checkpoint state")
-    try:
-        opt_tensors = load_file(str(path / "optimizer.safetensors"))
-    except (SafetensorError, OSError) as e:
-        raise EdgecapError(f"checkpoint {path}: optimizer.safetensors is corrupt: {e}") from None
-    _restore_optimizer(optimizer, opt_tensors, state["optimizer"])
+    groups = state.get("optimizers") or {next(iter(optimizers)): state["optimizer"]}  # one-optimizer checkpoints
+    if list(groups) != list(optimizers):
+        raise EdgecapError(f"checkpoint {path} holds the optimizers {list(groups)}, this model trains "
+                           f"{list(optimizers)}; choose another --out")
+    for i, (name, optimizer) in enumerate(optimizers.items()):
+        file = path / _optimizer_file(name, i == 0)
+        try:
+            opt_tensors = load_file(str(file))
+        except (SafetensorError, OSError) as e:
+            raise EdgecapError(f"checkpoint {path}: {file.name} is corrupt: {e}") from None
+        _restore_optimizer(optimizer, opt_tensors, groups[name])
     return state
 
 

@@ -1,5 +1,7 @@
 """The training loop every family shares: AdamW, warm-up + cosine LR, periodic evaluation,
-atomic checkpoints, resume from the newest one, CUDA mixed precision and DDP under torchrun."""
+atomic checkpoints, resume from the newest one, CUDA mixed precision and DDP under torchrun.
+A family with several training phases (a GAN's discriminator and generator) gets one AdamW per
+phase, stepped in the phases' order on each batch (ModelFamily.training_phases)."""
 
 from __future__ import annotations
 
@@ -102,13 +104,15 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
     model = family.build(run_cfg.model)
     family.prepare_training(model, train_data)
     model.to(ctx.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    phases = family.training_phases(model, run_cfg)
+    optimizers = {p.name: torch.optim.AdamW(p.parameters, lr=tcfg.lr * p.lr_scale, betas=p.betas,
+                                            weight_decay=tcfg.weight_decay) for p in phases}
     rng = np.random.default_rng(tcfg.seed + ctx.rank)
     step = 0
     ckpt_root = run_dir / "checkpoints"
     last = latest_checkpoint(ckpt_root)
     if last is not None:
-        state = load_checkpoint(last, model, optimizer)
+        state = load_checkpoint(last, model, optimizers)
         step = state["step"]
         # Rank 0 resumes its exact sampling stream; other ranks re-seed from (seed, rank, step)
         # so that after a resume every rank still draws different batches.
@@ -116,28 +120,35 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
     net = family.training_module(model, run_cfg)  # what DDP wraps: one forward returning the loss
     if ctx.distributed:
-        net = DistributedDataParallel(net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        # several phases each run part of the model, so some parameters get no gradient in each
+        net = DistributedDataParallel(net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                                      find_unused_parameters=len(phases) > 1)
     use_scaler = ctx.device.type == "cuda" and tcfg.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     log_path = run_dir / "train_log.jsonl"
     bar = progress_bar(total=tcfg.steps, initial=step, desc=f"train {family.name}", disable=not (progress and ctx.is_main))
     if progress and ctx.is_main and busy_note():
         bar.write(busy_note())
-    t0, losses = time.time(), []
+    t0, losses, phase_losses = time.time(), [], {p.name: [] for p in phases}
     while step < tcfg.steps:
         net.train()
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, tcfg)
         batch = family.sample_batch(train_data, rng, tcfg.batch_size)
-        with _autocast(ctx.device, tcfg.amp):
-            loss = family.training_loss(net, batch, ctx.device)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
+        shared: dict = {}
+        for phase in phases:  # each optimizer steps in turn on the same batch (one phase for most families)
+            optimizer = optimizers[phase.name]
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, tcfg) * phase.lr_scale
+            with _autocast(ctx.device, tcfg.amp):
+                loss = family.phase_loss(net, batch, ctx.device, phase.name, shared)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            if not torch.isfinite(loss):
+                raise EdgecapError(f"training diverged at step {step}: the {phase.name} loss is {loss.item()}; "
+                                   "lower train.lr")
+            phase_losses[phase.name].append(loss.item())
         scaler.update()
-        if not torch.isfinite(loss):
-            raise EdgecapError(f"training diverged at step {step}: loss is {loss.item()}; lower train.lr")
-        losses.append(loss.item())
+        losses.append(loss.item())  # the last phase's (the generator's, for an adversarial family)
         step += 1
         bar.update(1)
         if step % 20 == 0 or step == 1:  # the load beside the ETA: a slow ETA on a busy machine says why
@@ -147,6 +158,8 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
         if step % tcfg.eval_every == 0 or step == tcfg.steps:
             record = {"step": step, "train_loss": float(np.mean(losses[-tcfg.eval_every:])), "lr": learning_rate(step - 1, tcfg),
                       "seconds": round(time.time() - t0, 1)}
+            if len(phases) > 1:
+                record["phase_losses"] = {k: float(np.mean(v[-tcfg.eval_every:])) for k, v in phase_losses.items()}
             if ctx.is_main:
                 model.eval()
                 record["val"] = family.evaluate(device_predictor(model, family, run_cfg.model, ctx.device, tcfg.amp), val_data, 2048)
@@ -154,7 +167,7 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
                 with open(log_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
         if ctx.is_main and (step % tcfg.checkpoint_every == 0 or step == tcfg.steps):
-            save_checkpoint(ckpt_root, step, model, optimizer,
+            save_checkpoint(ckpt_root, step, model, optimizers,
                             {"rng": rng_state(rng), "torch_rng": torch.get_rng_state().tolist()}, tcfg.keep_checkpoints)
         if step % tcfg.checkpoint_every == 0 or step % tcfg.eval_every == 0:
             distributed.barrier(ctx)  # other ranks wait while rank 0 evaluates and saves
