@@ -187,27 +187,11 @@ def cmd_derive(a) -> None:
 
 
 def cmd_evaluate(a) -> None:
-    from edgecap.core.io import write_json
-    from edgecap.core.runner import TorchRunner, batched
-    from edgecap.runs import load_trained_model
+    from edgecap.stages.evaluate import evaluate, result_path
 
-    family, run, model = load_trained_model(Path(a.run))
-    runner = TorchRunner(family.export_form(model), list(family.input_spec(run.model)), family.output_names(run.model))
-    if a.on:
-        sets = family.evaluation_sets()
-        if a.on not in sets:
-            raise EdgecapError(f"{family.name} has no evaluation set {a.on!r}; available: "
-                               + (", ".join(f"{k} ({v})" for k, v in sets.items()) or "none"))
-        options = {"cache": a.cache, "noise": a.noise, "cameras": a.cameras}
-        result, table = family.evaluate_on(a.on, batched(runner, None), run, options)
-        out = Path(a.run) / f"evaluate_{a.on.replace('-', '_')}.json"
-        write_json(out, {"family": family.name, "model": "pytorch_fp32", "set": a.on, **result})
-        say(f"{table}\nwrote {out}")
-        return
-    data = family.load_data(run, "val")
-    metrics = family.evaluate(batched(runner, None), data, progress=None if a.quiet else "evaluate")
-    write_json(Path(a.run) / "evaluate.json", {"family": family.name, "model": "pytorch_fp32", "val": metrics})
-    say("\n".join(f"{k:>16}: {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+    options = {"cache": a.cache, "noise": a.noise, "cameras": a.cameras}
+    _, table = evaluate(Path(a.run), a.on, options, progress=not a.quiet)
+    say(f"{table}\nwrote {result_path(Path(a.run), a.on) if a.on else Path(a.run) / 'evaluate.json'}")
 
 
 def cmd_params(a) -> None:
@@ -350,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cache", help="real-motion: the cache folder (default ~/.cache/edgecap/real-motion or "
                                     "$EDGECAP_REAL_MOTION)")
     sp.add_argument("--noise", action="store_true", help="real-motion: detector-like 2D noise (default exact 2D)")
-    sp.add_argument("--cameras", type=int, default=4, help="real-motion: virtual cameras per clip (default 4)")
+    sp.add_argument("--cameras", type=int, default=16, help="real-motion: virtual cameras per clip (default 16)")
 
     sp = add("derive", cmd_derive, "A new run directory with a trained run's weights under changed settings "
                                    "that keep every weight's shape (e.g. model.input_size=512).")

@@ -1,4 +1,5 @@
-"""`edgecap pipeline MODEL --out DIR`: train -> quantize -> export -> validate -> bench -> report."""
+"""`edgecap pipeline MODEL --out DIR`: train -> (evaluate on the family's extra sets whose data
+is here) -> quantize -> export -> validate -> bench -> report."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = 
     from edgecap.models import get_family
     from edgecap.stages.bench import bench
     from edgecap.stages.bench import format_table as bench_table
+    from edgecap.stages.evaluate import evaluate_extra_sets
     from edgecap.stages.export import check_options, export
     from edgecap.stages.quantize import METHODS, quantize
     from edgecap.stages.report import build_report
@@ -53,6 +55,8 @@ def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = 
         return timings
     say(f"val: {_fmt(result.get('val', {}))}; baselines: "
         + "; ".join(f"{k}: {_fmt(v)}" for k, v in result.get("baselines", {}).items()))
+    if get_family(family_name).evaluation_sets():
+        stage("evaluate", evaluate_extra_sets, out, say)
     stage("quantize", quantize, out, method=quant_method, progress=progress)
     stage("export", export, out, formats=formats, precisions=precisions, layouts=layouts, progress=progress)
     failed = None

@@ -50,6 +50,18 @@ def mark_stale(run_dir: Path, report: dict) -> list[str]:
     return sorted(set(stale))
 
 
+def stale_evaluations(run_dir: Path, evaluations: list[dict]) -> list[str]:
+    """Mark every extra-set evaluation measured on other weights than RUN/model.safetensors now."""
+    weights = run_dir / "model.safetensors"
+    now = sha256_of(weights) if weights.exists() else None
+    stale = []
+    for result in evaluations:
+        if result.get("model_sha256") != now:
+            result["stale"] = f"measured on other weights; run `edgecap evaluate {run_dir} --on {result.get('set')}` again"
+            stale.append(f"evaluation {result.get('set')}")
+    return stale
+
+
 def build_report(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     report = {
@@ -60,8 +72,9 @@ def build_report(run_dir: Path) -> dict:
         "validation": _maybe(run_dir / "validate.json", "validation report"),
         "bench": _maybe(run_dir / "bench.json", "bench report"),
         "timings_s": _maybe(run_dir / "pipeline_timings.json", "pipeline timings"),
+        "evaluations": [read_json(p, "evaluation result") for p in sorted(run_dir.glob("evaluate_*.json"))],
     }
-    report["stale"] = mark_stale(run_dir, report)
+    report["stale"] = mark_stale(run_dir, report) + stale_evaluations(run_dir, report["evaluations"])
     write_json(run_dir / "report.json", report)
     plots = [p for p in (_plot(run_dir, report), _plot_deltas(run_dir, report), _plot_scenes(run_dir, report),
                          _plot_sustained(run_dir, report)) if p]
@@ -69,8 +82,8 @@ def build_report(run_dir: Path) -> dict:
     write_text(run_dir / "report.html", _html(report, {p: (run_dir / p).read_bytes() for p in plots}))
     if report["stale"]:
         raise StaleResults(f"results of {', '.join(report['stale'])} belong to artifacts that changed since they were "
-                           f"measured; they are marked STALE in {run_dir / 'report.md'}: run `edgecap validate "
-                           f"{run_dir}` and `edgecap bench {run_dir}` again")
+                           f"measured; they are marked STALE in {run_dir / 'report.md'}: run the commands "
+                           "named there again")
     return report
 
 
@@ -265,6 +278,9 @@ def _markdown(report: dict, plots: list[str]) -> str:
             out.append(f"| {name} | " + " | ".join(f"{m[k]:.2f}" if isinstance(m.get(k), float) else "" for k in keys)
                        + " |")
         out.append("")
+    for result in report.get("evaluations", []):
+        out += [f"## Evaluation: {result['set']}", "", f"{result.get('description', '')}."
+                + (f" STALE: {result['stale']}." if result.get("stale") else ""), "", "```", result["table"], "```", ""]
     q = report.get("quantization")
     if q:
         metric = next(k for k in q["fp32"] if isinstance(q["fp32"][k], float))
@@ -330,6 +346,11 @@ def _html(report: dict, plots: dict[str, bytes]) -> str:
         out += [f"<h2>Training</h2><p>{tr['steps']} steps on {e(tr['device'])}.</p>"]
         out += table(["model"] + keys, [[f"<td>{e(name)}</td>"] + [num(m.get(k)) for k in keys]
                                         for name, m in _training_rows(tr)])
+    for result in report.get("evaluations", []):
+        cls = " class='stale'" if result.get("stale") else ""
+        out += [f"<h2>Evaluation: {e(result['set'])}</h2><p{cls}>{e(result.get('description', ''))}."
+                + (f" STALE: {e(result['stale'])}." if result.get("stale") else "") + "</p>",
+                f"<pre>{e(result['table'])}</pre>"]
     ex = report.get("export")
     if ex:
         out.append("<h2>Artifacts</h2>")

@@ -96,6 +96,13 @@ class LiftingFamily(ModelFamily):
     def evaluation_sets(self) -> dict[str, str]:
         return {"real-motion": "real mocap clips filmed by virtual cameras, errors on the direct joints"}
 
+    def evaluation_set_missing(self, name: str) -> str | None:
+        from edgecap.data.real_motion.fetch import SOURCES_FILE, default_cache
+
+        if name == "real-motion" and not (default_cache() / SOURCES_FILE).exists():
+            return f"no real-motion cache at {default_cache()}; `make real-motion` fetches it"
+        return super().evaluation_set_missing(name)
+
     def evaluate_on(self, name: str, predict, run: LiftingRun, options: dict) -> tuple[dict, str]:
         if name != "real-motion":
             return super().evaluate_on(name, predict, run, options)
@@ -105,7 +112,7 @@ class LiftingFamily(ModelFamily):
         if run.model.skeleton != "h36m":
             raise EdgecapError(f"real-motion evaluates the h36m skeleton; this run has model.skeleton="
                                f"{run.model.skeleton!r}")
-        cameras = int(options.get("cameras") or 4)
+        cameras = int(options.get("cameras") or 16)
         if not 1 <= cameras <= 64:
             raise EdgecapError(f"--cameras must be in [1, 64], got {cameras}")
         clips = load_clips(options.get("cache"), "eval")
