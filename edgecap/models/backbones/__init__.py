@@ -17,11 +17,12 @@ from edgecap.models.backbones.common import Backbone
 from edgecap.models.backbones.efficientnet import efficientnet_b0
 from edgecap.models.backbones.mnasnet import mnasnet_a1
 from edgecap.models.backbones.mobilenet import mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small
-from edgecap.models.backbones.resnet import resnet50
+from edgecap.models.backbones.resnet import resnet50, resnext50_32x4d
 from edgecap.models.backbones.singlepath import singlepath_nas
 
 BACKBONES = {
     "resnet50": resnet50,
+    "resnext50_32x4d": resnext50_32x4d,
     "mobilenet_v2": mobilenet_v2,
     "mobilenet_v3_large": mobilenet_v3_large,
     "mobilenet_v3_small": mobilenet_v3_small,
