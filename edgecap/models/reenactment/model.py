@@ -1,0 +1,231 @@
+"""Latent-pose head reenactment (Burkov et al., CVPR 2020, "Neural Head Reenactment with Latent
+Pose Descriptors").
+
+    identity_encoder(K frames of a person) -> mean identity embedding   once per avatar
+    pose_encoder(driver frame)             -> pose embedding            every frame
+    generator(identity, pose)              -> rgb, mask; image = rgb x mask
+
+The generator has no spatial input: a learned 4x4 tensor is upsampled to the image size by
+residual blocks whose AdaIN scales and shifts all come from one MLP on [identity, pose]. The
+pose encoder is kept much smaller than the identity encoder (one of the paper's three
+disentangling choices; the other two, identity-changing augmentation of the pose encoder's input
+and losses on the masked image, live in app.py).
+
+Images are float32 (N, 3, S, S) in [0, 1], RGB. Every op here exports to ONNX, LiteRT,
+ExecuTorch and Core ML: AdaIN is written with mean/var reductions (no instance-norm op with
+external affine parameters), and upsampling is nearest-neighbour by a fixed factor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edgecap import EdgecapError
+from edgecap.models.backbones.common import ConvBNAct, mbconv_blocks
+from edgecap.models.backbones.mobilenet import mobilenet_v2
+from edgecap.models.backbones.resnet import resnext50_32x4d
+
+
+@dataclass(frozen=True)
+class ReenactmentConfig:
+    name: str = "mobile"  # "mobile" | "paper": which encoders (see PRESETS)
+    image_size: int = 64
+    identity_dim: int = 128
+    pose_dim: int = 64
+    identity_width: int = 32  # mobile identity encoder: channels of its first stage (doubling per stage)
+    pose_width: int = 8  # mobile pose encoder: channels of its first stage
+    generator_width: int = 128  # generator channels at 4x4 (halved per upsampling, at least 16)
+    mlp_hidden: int = 256  # the AdaIN-parameter MLP
+
+    def validate(self) -> None:
+        if self.name not in ("mobile", "paper"):
+            raise EdgecapError(f"model.name must be 'mobile' or 'paper', got {self.name!r}")
+        if self.image_size < 16 or self.image_size & (self.image_size - 1):
+            raise EdgecapError(f"model.image_size must be a power of two >= 16, got {self.image_size}")
+        for field in ("identity_dim", "pose_dim", "identity_width", "pose_width", "generator_width", "mlp_hidden"):
+            if not 1 <= getattr(self, field) <= 8192:
+                raise EdgecapError(f"model.{field} must be in [1, 8192], got {getattr(self, field)}")
+
+
+PRESETS = {
+    "mobile": ReenactmentConfig(),
+    # The reference code's sizes: 256 px, 512-d identity (ResNeXt-50), 256-d pose (MobileNetV2).
+    "paper": ReenactmentConfig(name="paper", image_size=256, identity_dim=512, pose_dim=256, generator_width=512,
+                               mlp_hidden=768),
+}
+
+# ImageNet statistics normalise the encoders' inputs inside the graph (the app feeds [0, 1]).
+_MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Encoder(nn.Module):
+    """image (N, 3, S, S) in [0, 1] -> embedding (N, dim): a CNN, global average pool, linear."""
+
+    def __init__(self, body: nn.Module, channels: int, dim: int):
+        super().__init__()
+        self.normalize, self.body = Normalize(), body
+        self.fc = nn.Linear(channels, dim)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        feats = self.body(self.normalize(image))
+        feats = feats[-1] if isinstance(feats, list) else feats
+        return self.fc(feats.mean((2, 3)))
+
+
+def _mobile_pose_body(width: int) -> tuple[nn.Module, int]:
+    """A MobileNetV2-like stack at `width` channels: inverted residuals, expansion 4, stride 32."""
+    w = width
+    rows = [(3, 1, w, 1, 1, 0), (3, 4, 2 * w, 2, 2, 0), (3, 4, 3 * w, 2, 2, 0), (3, 4, 4 * w, 2, 2, 0),
+            (3, 4, 6 * w, 1, 2, 0)]
+    return nn.Sequential(ConvBNAct(3, w, 3, 2, act=nn.ReLU6), *mbconv_blocks(w, rows, nn.ReLU6)), 6 * w
+
+
+def _mobile_identity_body(width: int) -> tuple[nn.Module, int]:
+    """A small ResNet: two 3x3 residual convs per stage, stride 32, channels width..8 x width."""
+    layers: list[nn.Module] = [ConvBNAct(3, width, 3, 2)]
+    cin = width
+    for mult in (1, 2, 4, 8):
+        cout = width * mult
+        layers += [ResidualBlock(cin, cout, 2), ResidualBlock(cout, cout, 1)]
+        cin = cout
+    return nn.Sequential(*layers), cin
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.block = nn.Sequential(ConvBNAct(cin, cout, 3, stride), ConvBNAct(cout, cout, 3, act=None))
+        self.shortcut = ConvBNAct(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.block(x) + self.shortcut(x))
+
+
+def build_pose_encoder(cfg: ReenactmentConfig) -> Encoder:
+    if cfg.name == "paper":
+        return Encoder(mobilenet_v2(), 320, cfg.pose_dim)
+    body, channels = _mobile_pose_body(cfg.pose_width)
+    return Encoder(body, channels, cfg.pose_dim)
+
+
+def build_identity_encoder(cfg: ReenactmentConfig) -> Encoder:
+    if cfg.name == "paper":
+        return Encoder(resnext50_32x4d(), 2048, cfg.identity_dim)
+    body, channels = _mobile_identity_body(cfg.identity_width)
+    return Encoder(body, channels, cfg.identity_dim)
+
+
+class AdaIN(nn.Module):
+    """Instance-normalise x and apply per-sample (scale, shift): x_hat * (1 + scale) + shift.
+    Mean and variance are plain reductions, so every backend exports it."""
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        mean = x.mean((2, 3), keepdim=True)
+        var = ((x - mean) ** 2).mean((2, 3), keepdim=True)
+        x = (x - mean) / torch.sqrt(var + 1e-5)
+        return x * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+
+
+class UpBlock(nn.Module):
+    """x2 nearest upsampling; AdaIN-ReLU-conv twice, plus a 1x1 shortcut."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.norm1, self.conv1 = AdaIN(), nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2, self.conv2 = AdaIN(), nn.Conv2d(cout, cout, 3, padding=1)
+        self.shortcut = nn.Conv2d(cin, cout, 1)
+        self.styles = 2 * cin + 2 * cout  # AdaIN parameters it takes
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        cin = x.shape[1]
+        s1, b1, s2, b2 = torch.split(style, [cin, cin, self.conv1.out_channels, self.conv1.out_channels], 1)
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        h = self.conv1(F.relu(self.norm1(x, s1, b1)))
+        h = self.conv2(F.relu(self.norm2(h, s2, b2)))
+        return h + self.shortcut(x)
+
+
+class Generator(nn.Module):
+    """(identity (N, D_id), pose (N, D_pose)) -> (rgb (N, 3, S, S) in [0, 1], mask (N, 1, S, S) in [0, 1])."""
+
+    def __init__(self, cfg: ReenactmentConfig):
+        super().__init__()
+        ups = (cfg.image_size // 4).bit_length() - 1
+        widths = [max(16, cfg.generator_width >> i) for i in range(ups + 1)]
+        self.start = nn.Parameter(torch.randn(1, widths[0], 4, 4))
+        self.blocks = nn.ModuleList(UpBlock(widths[i], widths[i + 1]) for i in range(ups))
+        self.splits = [b.styles for b in self.blocks]
+        self.mlp = nn.Sequential(nn.Linear(cfg.identity_dim + cfg.pose_dim, cfg.mlp_hidden), nn.ReLU(),
+                                 nn.Linear(cfg.mlp_hidden, cfg.mlp_hidden), nn.ReLU(),
+                                 nn.Linear(cfg.mlp_hidden, sum(self.splits)))
+        nn.init.zeros_(self.mlp[-1].weight)  # start as plain instance norm: scale 1, shift 0
+        nn.init.zeros_(self.mlp[-1].bias)
+        self.to_rgb = nn.Sequential(nn.ReLU(), nn.Conv2d(widths[-1], 4, 3, padding=1))
+
+    def forward(self, identity: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        styles = torch.split(self.mlp(torch.cat([identity, pose], 1)), self.splits, 1)
+        x = self.start.expand(identity.shape[0], -1, -1, -1)
+        for block, style in zip(self.blocks, styles):
+            x = block(x, style)
+        out = self.to_rgb(x)
+        return torch.sigmoid(out[:, :3]), torch.sigmoid(out[:, 3:])
+
+
+class Reenactment(nn.Module):
+    """The three networks. forward(driver, identity) is the per-frame graph: the identity
+    embedding is an input (computed once per avatar by `identity_encoder`)."""
+
+    def __init__(self, cfg: ReenactmentConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.identity_encoder = build_identity_encoder(cfg)
+        self.pose_encoder = build_pose_encoder(cfg)
+        self.generator = Generator(cfg)
+
+    def embed_identity(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (N, K, 3, S, S) -> (N, D_id), the mean over the K frames."""
+        n, k = frames.shape[:2]
+        return self.identity_encoder(frames.flatten(0, 1)).view(n, k, -1).mean(1)
+
+    def forward(self, driver: torch.Tensor, identity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """driver (N, 3, S, S), identity (N, D_id) -> (image = rgb x mask, mask)."""
+        rgb, mask = self.generator(identity, self.pose_encoder(driver))
+        return rgb * mask, mask
+
+
+class Discriminator(nn.Module):
+    """A patch discriminator (pix2pix's PatchGAN): a logit per overlapping patch, and its
+    intermediate features for the feature-matching loss."""
+
+    def __init__(self, width: int = 32, layers: int = 3):
+        super().__init__()
+        blocks, cin = [], 3
+        for i in range(layers):
+            cout = width * 2**i
+            blocks.append(nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1),
+                                        nn.InstanceNorm2d(cout) if i else nn.Identity(), nn.LeakyReLU(0.2)))
+            cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.logits = nn.Conv2d(cin, 1, 3, padding=1)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        feats, x = [], image * 2 - 1
+        for block in self.blocks:
+            x = block(x)
+            feats.append(x)
+        return self.logits(x), feats
