@@ -1,12 +1,14 @@
 """Lifters side by side on real motion: each RUN's PyTorch model on the held-out real-motion clips
-(`edgecap evaluate RUN --on real-motion`), P-MPJPE on the direct joints per motion type, beside
-the flat-2D and rest-pose baselines.
+(`edgecap evaluate RUN --on real-motion`), with exact and with detector-like noisy 2D, P-MPJPE on
+the direct joints per motion type, beside the flat-2D and rest-pose baselines.
 
-    python benchmarks/lifting_real_motion.py RUN [RUN ...] [--noise] [--out docs/results/benchmarks/lifting_real_motion.json]
+    python benchmarks/lifting_real_motion.py RUN [RUN ...] [--readme] [--out docs/results/benchmarks/lifting_real_motion.json]
 
 Needs the real-motion cache (`make real-motion`). Each run's training settings that matter for
-transfer (data.proportions, data.motions, data.real_sequences, train.steps) are recorded beside
-its row, so the table says what each model saw.
+transfer (data.proportions, data.motions, data.train_sequences, data.real_sequences, train.steps)
+are recorded beside its row, and the row trained with edgecap's default settings is marked, so
+the table says what each model saw. --readme also writes the short table between README.md's
+`lifting-real-motion` markers.
 """
 
 from __future__ import annotations
@@ -20,44 +22,81 @@ from pathlib import Path
 from edgecap import EdgecapError
 from edgecap.core.io import write_json
 from edgecap.core.runner import TorchRunner, batched
+from edgecap.models.lifting.family import LiftingRun
 from edgecap.runs import load_trained_model
+from readme_markers import write_between
 
 GROUPS = ("all", "walk+run+dance", "motion:walk", "motion:run", "motion:dance", "motion:climb", "motion:acrobatic",
           "motion:floor")
+SETTINGS = ("proportions", "motions", "train_sequences", "real_sequences")
+START, END = ("<!-- lifting-real-motion:start (written by benchmarks/lifting_real_motion.py --readme) -->",
+              "<!-- lifting-real-motion:end -->")
 
 
-def evaluate(run_dir: Path, noise: bool, cameras: int) -> dict:
+def evaluate(run_dir: Path, cameras: int) -> dict:
     family, run, model = load_trained_model(run_dir, "lifting")
     runner = TorchRunner(family.export_form(model), list(family.input_spec(run.model)), family.output_names(run.model))
-    result, _ = family.evaluate_on("real-motion", batched(runner, None), run, {"noise": noise, "cameras": cameras})
     data = dataclasses.asdict(run.data)
-    return {"run": str(run_dir), "training": {k: data[k] for k in ("proportions", "motions", "real_sequences")}
-            | {"steps": run.train.steps}, **result}
+    row = {"run": str(run_dir), "default": run == LiftingRun(),
+           "training": {k: data[k] for k in SETTINGS} | {"steps": run.train.steps}}
+    for name, noise in (("exact", False), ("noisy", True)):
+        row[name], _ = family.evaluate_on("real-motion", batched(runner, None), run,
+                                          {"noise": noise, "cameras": cameras})
+    return row
+
+
+def label(row: dict) -> str:
+    t = row["training"]
+    real = f"+{t['real_sequences']} real" if t["real_sequences"] else "synthetic only"
+    return (f"{real} ({t['proportions']}, {t['motions']}, {t['train_sequences']} sequences, {t['steps']} steps)"
+            + (' [default]' if row['default'] else ''))
+
+
+def table(rows: list[dict], noise: str) -> list[str]:
+    short = [g.replace("motion:", "") for g in GROUPS]
+    lines = [f"{'model':<82} " + " ".join(f"{s:>14}" for s in short)]
+    for r in rows:
+        lines.append(f"{label(r):<82} " + " ".join(f"{r[noise]['groups'][g]['model']['p_mpjpe_mm']:>14.1f}"
+                                                    for g in GROUPS))
+    for base in ("flat_2d", "rest_pose"):
+        scores = [rows[0][noise]["groups"][g][base]["p_mpjpe_mm"] for g in GROUPS]
+        lines.append(f"{'baseline: ' + base:<82} " + " ".join(f"{v:>14.1f}" for v in scores))
+    return lines
+
+
+def readme_block(rows: list[dict], command: str) -> list[str]:
+    heads = ["all", "walk+run+dance", "motion:walk", "motion:run", "motion:dance"]
+    out = [f"P-MPJPE (mm, direct joints) on the held-out real clips, exact 2D / detector-like 2D (`{command}`):", "",
+           "| lifter | " + " | ".join(h.replace("motion:", "") for h in heads) + " |",
+           "|---|" + "---|" * len(heads)]
+    cell = lambda r, g, who: (f"{r['exact']['groups'][g][who]['p_mpjpe_mm']:.1f} / "  # noqa: E731
+                              f"{r['noisy']['groups'][g][who]['p_mpjpe_mm']:.1f}")
+    for r in rows:
+        out.append(f"| {label(r)} | " + " | ".join(cell(r, g, "model") for g in heads) + " |")
+    for base in ("flat_2d", "rest_pose"):
+        out.append(f"| baseline: {base} | " + " | ".join(cell(rows[0], g, base) for g in heads) + " |")
+    return out
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", type=Path, nargs="+")
-    p.add_argument("--noise", action="store_true", help="the synthetic detector-like 2D noise (default exact 2D)")
-    p.add_argument("--cameras", type=int, default=4)
+    p.add_argument("--cameras", type=int, default=16, help="virtual cameras per clip")
     p.add_argument("--out", type=Path, default=Path("docs/results/benchmarks/lifting_real_motion.json"))
+    p.add_argument("--readme", action="store_true", help="also write the short table into README.md")
     a = p.parse_args()
+    command = "python benchmarks/lifting_real_motion.py " + " ".join(str(r) for r in a.runs)
     try:
-        rows = [evaluate(r, a.noise, a.cameras) for r in a.runs]
+        rows = [evaluate(r, a.cameras) for r in a.runs]
+        if a.readme:
+            write_between(START, END, readme_block(rows, command))
     except EdgecapError as e:
         print(f"lifting_real_motion: error: {e}", file=sys.stderr)
         return 2
-    short = [g.replace("motion:", "") for g in GROUPS]
-    print(f"P-MPJPE (mm) on the direct joints, held-out real clips, {'noisy' if a.noise else 'exact'} 2D")
-    print(f"{'model':<44} " + " ".join(f"{s:>14}" for s in short))
-    for r in rows:
-        t = r["training"]
-        label = f"{t['proportions']}/{t['motions']}/real {t['real_sequences']}/{t['steps']} steps"
-        print(f"{label:<44} " + " ".join(f"{r['groups'][g]['model']['p_mpjpe_mm']:>14.1f}" for g in GROUPS))
-    for base in ("flat_2d", "rest_pose"):
-        print(f"{'baseline: ' + base:<44} " + " ".join(f"{rows[0]['groups'][g][base]['p_mpjpe_mm']:>14.1f}"
-                                                      for g in GROUPS))
-    write_json(a.out, {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"), "noise": a.noise,
+    for noise in ("exact", "noisy"):
+        print(f"\nP-MPJPE (mm) on the direct joints, held-out real clips x {a.cameras} cameras, {noise} 2D")
+        print("\n".join(table(rows, noise)))
+    write_json(a.out, {"command": command, "date": time.strftime("%Y-%m-%d"), "cameras_per_clip": a.cameras,
                        "rows": rows})
     print(f"wrote {a.out}")
     return 0

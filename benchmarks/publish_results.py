@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edgecap import EdgecapError
 from edgecap.core.io import read_json, write_json, write_text
+from readme_markers import write_between
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "docs" / "results"
@@ -117,14 +118,11 @@ def main() -> int:
     write_json(RESULTS / f"{result['family']}.json", result)
     results = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
     write_text(RESULTS / "README.md", render(results) + "\n")
-    readme = (REPO / "README.md").read_text()
-    if START in readme and END in readme:
-        head, rest = readme.split(START, 1)
-        table = [START, ""]
-        for r in results:
-            table += [f"**{r['family']}** (`{r['command']}`; {r['device'].get('cpu', '?')}):", ""]
-            table += markdown_table(r, short=True) + [""]
-        write_text(REPO / "README.md", head + "\n".join(table) + END + rest.split(END, 1)[1])
+    table = []
+    for r in results:
+        table += [f"**{r['family']}** (`{r['command']}`; {r['device'].get('cpu', '?')}):", ""]
+        table += markdown_table(r, short=True) + [""]
+    write_between(START, END, table[:-1])
     print(f"wrote {RESULTS / (result['family'] + '.json')} and {RESULTS / 'README.md'}")
     return 0
 

@@ -31,6 +31,7 @@ from edgecap import EdgecapError
 from edgecap.core.io import write_json
 from edgecap.core.runner import TorchRunner
 from edgecap.runs import load_trained_model
+from readme_markers import write_between
 
 SETS = {
     "default": {},  # occluders, cameras aimed off the subject, lens distortion
@@ -80,15 +81,6 @@ def readme_block(sets: dict, command: str) -> list[str]:
     return lines
 
 
-def write_readme(lines: list[str]) -> None:
-    readme = REPO / "README.md"
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise EdgecapError(f"{readme}: no {START} ... {END} markers to write between")
-    head, rest = text.split(START, 1)
-    readme.write_text(head + "\n".join([START, "", *lines, ""]) + END + rest.split(END, 1)[1])
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path)
@@ -112,7 +104,7 @@ def main() -> int:
     print(f"wrote {a.out}")
     if a.readme:
         try:
-            write_readme(readme_block(sets, f"python benchmarks/triangulation_solvers.py {a.run}"))
+            write_between(START, END, readme_block(sets, f"python benchmarks/triangulation_solvers.py {a.run}"))
         except EdgecapError as e:
             print(f"triangulation_solvers: error: {e}", file=sys.stderr)
             return 2

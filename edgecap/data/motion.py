@@ -13,15 +13,16 @@ class MotionDataConfig:
     source: str = "synthetic"  # "synthetic" | "h36m"
     seed: int = 0
     # synthetic
-    train_sequences: int = 400
+    train_sequences: int = 2000
     val_sequences: int = 40
     frames: int = 100
     fps: float = 50.0
     noise_px: float = 2.0
     drop_prob: float = 0.03
     occlusion_rate: float = 0.5
-    proportions: str = "fixed"  # "fixed" | "anthropometric" (bone lengths and joint definitions from ranges)
-    motions: str = "classic"  # "classic" (walk, reach, turn, crouch, idle) | "extended" (+ running, dancing)
+    # The defaults are the prior that transfers best to real motion (docs/lifting.md, "Real motion"):
+    proportions: str = "anthropometric"  # | "fixed" (the rest skeleton +-5%)
+    motions: str = "extended"  # | "classic" (walk, reach, turn, crouch, idle; no running, dancing, free motion)
     # real motion mixed into training: this many sequences from the real-motion cache's training
     # clips (never its evaluation clips; `make real-motion`), seen by the synthetic cameras
     real_sequences: int = 0

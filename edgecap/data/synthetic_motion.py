@@ -62,6 +62,9 @@ _LIMITS = {
     "spine_flex": (-20, 60), "spine_twist": (-40, 40), "spine_side": (-25, 25),
     "neck_flex": (-40, 50), "neck_twist": (-60, 60),
     "pelvis_pitch": (-15, 45), "pelvis_roll": (-10, 10),
+    "shoulder_twist": (-60, 80),  # internal rotation positive; moved only by the extended mix
+    # the whole body's lean forward and sideways (lying, crawling, cartwheels); extended mix only
+    "body_pitch": (-120, 120), "body_roll": (-180, 180),
 }
 _SIDE_CHANNELS = ["hip_flex", "hip_abd", "hip_twist", "knee_flex", "shoulder_flex", "shoulder_abd", "elbow_flex"]
 _CENTRE_CHANNELS = ["spine_flex", "spine_twist", "spine_side", "neck_flex", "neck_twist", "pelvis_pitch", "pelvis_roll"]
@@ -114,8 +117,8 @@ def _trajectories(rng: np.random.Generator, n: int, t: np.ndarray,
     the heading yaw (n, F) in radians, and the planar root displacement (n, F, 2) in mm.
     extended: running and dancing join the mix (drawn only then, so the classic mix is unchanged)."""
     f = len(t)
-    ch = {k: np.zeros((n, 2, f)) for k in _SIDE_CHANNELS}
-    ch.update({k: np.zeros((n, f)) for k in _CENTRE_CHANNELS})
+    ch = {k: np.zeros((n, 2, f)) for k in _SIDE_CHANNELS + ["shoulder_twist"]}
+    ch.update({k: np.zeros((n, f)) for k in _CENTRE_CHANNELS + ["body_pitch", "body_roll"]})
     yaw = np.zeros((n, f))
     speed = np.zeros((n, 1))
 
@@ -125,10 +128,11 @@ def _trajectories(rng: np.random.Generator, n: int, t: np.ndarray,
     weights[np.arange(n), rng.integers(0, len(kinds), n)] = 1.0
     w = {k: weights[:, i : i + 1] for i, k in enumerate(kinds)}
     side = np.array([1.0, -1.0])[None, :, None]  # left, right
-    if extended:  # a third of the sequences run instead of walking, a third dance
+    if extended:  # a quarter of the sequences run instead of walking, a quarter dance, a sixth move freely
         pick = rng.random((n, 1))
-        w["run"] = (pick < 1 / 3).astype(float)
-        w["dance"] = ((pick >= 1 / 3) & (pick < 2 / 3)).astype(float) * rng.uniform(0.6, 1.0, (n, 1))
+        w["run"] = (pick < 1 / 4).astype(float)
+        w["dance"] = ((pick >= 1 / 4) & (pick < 1 / 2)).astype(float) * rng.uniform(0.6, 1.0, (n, 1))
+        w["free"] = ((pick >= 1 / 2) & (pick < 2 / 3)).astype(float)
         w["walk"] = w["walk"] * (1 - w["run"])
 
     # Walking: hips swing in antiphase, knees flex in swing, arms counter-swing.
@@ -173,7 +177,7 @@ def _trajectories(rng: np.random.Generator, n: int, t: np.ndarray,
     ch["shoulder_flex"] += (45 * depth * c)[:, None, :]
 
     if extended:
-        _run_and_dance(rng, ch, w, t, side)
+        _run_dance_free(rng, ch, w, t, side)
         speed += w["run"] * rng.uniform(2500, 4000, (n, 1)) + w["dance"] * rng.uniform(0, 300, (n, 1))
 
     # Idle sway and small random perturbations on every channel.
@@ -192,9 +196,11 @@ def _trajectories(rng: np.random.Generator, n: int, t: np.ndarray,
     return ch, yaw, disp
 
 
-def _run_and_dance(rng: np.random.Generator, ch: dict, w: dict, t: np.ndarray, side: np.ndarray) -> None:
-    """Running (a fast gait: large hip and knee flexion, bent elbows swinging, a forward lean) and
-    dancing (arms raised, swung and spread at 0.3-2 Hz, hips and trunk twisting and swaying)."""
+def _run_dance_free(rng: np.random.Generator, ch: dict, w: dict, t: np.ndarray, side: np.ndarray) -> None:
+    """Running (a fast gait: large hip and knee flexion, bent elbows swinging, a forward lean),
+    dancing (arms raised, swung and spread at 0.3-2 Hz, hips and trunk twisting and swaying), free
+    motion (every channel anywhere in its range, drifting slowly) and, for every sequence, the
+    upper arm's twist (without it a bent elbow only ever folds the forearm forward)."""
     n = len(w["run"])
     freq = rng.uniform(1.3, 1.8, (n, 1))
     g = (2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi, (n, 1)))[:, None, :] + np.array([0.0, np.pi])[None, :, None]
@@ -222,11 +228,23 @@ def _run_and_dance(rng: np.random.Generator, ch: dict, w: dict, t: np.ndarray, s
     ch["pelvis_roll"] += wd1 * wave((n,), 0, 8)
     ch["neck_flex"] += wd1 * wave((n,), 0, 25)
 
+    ch["shoulder_twist"] += rng.uniform(-20, 50, (n, 2, 1)) + wave((n, 2), 0, 30)
+    wf = w["free"]
+    for k, (lo, hi) in _LIMITS.items():  # the clip to the limits comes after, in _trajectories
+        shape = (n, 2) if k in _SIDE_CHANNELS + ["shoulder_twist"] else (n,)
+        weight = wf[:, :, None] if len(shape) == 2 else wf
+        base = rng.uniform(lo, hi, shape + (1,))
+        ch[k] = ch[k] * (1 - weight) + weight * (base + wave(shape, 0, 0.3 * (hi - lo)))
+    upright = rng.random((n, 1)) < 0.5  # half the free sequences stay on their feet
+    ch["body_pitch"] *= ~upright
+    ch["body_roll"] *= ~upright
+
 
 def _local_rotations(ch: dict, yaw: np.ndarray, n: int, f: int) -> np.ndarray:
     rad = {k: np.deg2rad(v) for k, v in ch.items() if k != "side"}
     rot = np.tile(np.eye(3), (n, f, len(_NAMES), 1, 1))
-    rot[:, :, 0] = _rot(1, yaw) @ _rot(0, rad["pelvis_pitch"] * 0.2) @ _rot(2, rad["pelvis_roll"])
+    rot[:, :, 0] = (_rot(1, yaw) @ _rot(0, rad["body_pitch"]) @ _rot(2, rad["body_roll"])
+                    @ _rot(0, rad["pelvis_pitch"] * 0.2) @ _rot(2, rad["pelvis_roll"]))
     rot[:, :, _NAMES.index("spine")] = (
         _rot(1, rad["spine_twist"]) @ _rot(0, rad["spine_flex"] * 0.6) @ _rot(2, rad["spine_side"])
     )
@@ -241,6 +259,7 @@ def _local_rotations(ch: dict, yaw: np.ndarray, n: int, f: int) -> np.ndarray:
         rot[:, :, _NAMES.index(prefix + "knee")] = _rot(0, rad["knee_flex"][:, s])
         rot[:, :, _NAMES.index(prefix + "shoulder")] = (
             _rot(0, -rad["shoulder_flex"][:, s]) @ _rot(2, sign * rad["shoulder_abd"][:, s])
+            @ _rot(1, sign * rad["shoulder_twist"][:, s])
         )
         rot[:, :, _NAMES.index(prefix + "elbow")] = _rot(0, -rad["elbow_flex"][:, s])
     return rot
@@ -323,7 +342,9 @@ def generate_motion(
         offsets = _OFFSETS[None] * height * rng.uniform(0.95, 1.05, (n, len(_NAMES), 1))
     ch, yaw, disp = _trajectories(rng, n, t, extended=motions == "extended")
     body = _forward_kinematics(_local_rotations(ch, yaw, n, f), offsets)  # pelvis at origin
-    foot = body[:, :, [_NAMES.index("l_ankle"), _NAMES.index("r_ankle")], 1].min(-1)
+    # the lowest ankle on the ground; the lowest joint in the extended mix, where people also lie and roll
+    lowest = slice(None) if motions == "extended" else [_NAMES.index("l_ankle"), _NAMES.index("r_ankle")]
+    foot = body[:, :, lowest, 1].min(-1)
     world = body.copy()
     world[..., 1] += (_ANKLE_HEIGHT_MM - foot)[..., None]
     world[..., 0] += disp[..., 0:1]

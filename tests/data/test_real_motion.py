@@ -302,3 +302,22 @@ def test_extended_motions_run_and_dance():
     base_wrists = base.joints_3d_mm[:, :, [JOINTS.index("l_wrist"), JOINTS.index("r_wrist")]]
     # dancing raises the arms: wrists above the pelvis (camera y is down) far more often
     assert (wrists[..., 1] < -200).mean() > 2 * (base_wrists[..., 1] < -200).mean()
+
+
+def test_extended_motions_also_lie_roll_and_move_freely():
+    """The extended mix tilts some bodies far from upright (lying, crawling, cartwheels) and keeps
+    every bone rigid; the classic mix keeps everyone on their feet."""
+    from edgecap.data.synthetic_motion import generate_motion
+
+    def trunk_tilt_deg(seqs):  # angle between pelvis->thorax and the camera's up (-y; cameras tilt <= 30 deg)
+        trunk = seqs.joints_3d_mm[..., JOINTS.index("thorax"), :] - seqs.joints_3d_mm[..., JOINTS.index("pelvis"), :]
+        cos = -trunk[..., 1] / np.linalg.norm(trunk, axis=-1)
+        return np.degrees(np.arccos(np.clip(cos, -1, 1)))
+
+    classic = generate_motion(60, 30, seed=2, noise_px=0.0)
+    extended = generate_motion(60, 30, seed=2, noise_px=0.0, motions="extended")
+    assert trunk_tilt_deg(classic).max() < 70
+    assert (trunk_tilt_deg(extended).max(1) > 80).sum() >= 3
+    shin = np.linalg.norm(extended.joints_3d_mm[..., JOINTS.index("l_knee"), :]
+                          - extended.joints_3d_mm[..., JOINTS.index("l_ankle"), :], axis=-1)
+    np.testing.assert_allclose(shin, np.broadcast_to(shin[:, :1], shin.shape), rtol=1e-4)

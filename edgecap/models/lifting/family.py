@@ -22,7 +22,7 @@ from edgecap.models.lifting.model import LiftingConfig, TemporalLifter, fold_for
 class LiftingRun:
     model: LiftingConfig = LiftingConfig()
     data: MotionDataConfig = MotionDataConfig()
-    train: TrainConfig = TrainConfig()
+    train: TrainConfig = TrainConfig(steps=4000)
 
 
 class LiftingFamily(ModelFamily):
