@@ -1,0 +1,139 @@
+"""Videos of face crops for head reenactment: the built-in synthetic talking heads, or a
+VoxCeleb-style folder of frames.
+
+Folder layout (one folder per identity, one per video, frames in name order):
+
+    root/<identity>/<video>/<frame>.jpg|.png     RGB face crops, all model.image_size square
+    root/<identity>/<video>/landmarks.npy        optional: (frames, L, 2|3) x px, y px[, visible]
+    root/<identity>/<video>/masks/<frame>.png    optional: foreground masks (nonzero = person)
+
+Without masks the whole frame counts as foreground (the losses then cover the background too).
+Every frame is decoded when the folder is read, so a corrupt or truncated file, or a frame of
+another size, is reported by name before training starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgecap import EdgecapError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass
+class FaceVideos:
+    """frames[v] (F_v, S, S, 3) uint8 RGB; masks[v] (F_v, S, S) uint8 {0,1}; landmarks[v]
+    (F_v, L, 3) float32 (x, y, visible) or None; person[v] the identity index; names[v]
+    "<identity>/<video>"; identities the identity names."""
+
+    frames: list[np.ndarray]
+    masks: list[np.ndarray]
+    landmarks: list[np.ndarray | None]
+    person: np.ndarray
+    names: list[str]
+    identities: list[str]
+
+    @property
+    def size(self) -> int:
+        return self.frames[0].shape[1]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def from_talking_heads(heads) -> FaceVideos:
+    """The synthetic talking heads (edgecap.data.talking_heads.TalkingHeads) as FaceVideos."""
+    v = len(heads.images)
+    return FaceVideos(frames=list(heads.images), masks=list(heads.masks), landmarks=list(heads.landmarks),
+                      person=np.asarray(heads.person), names=[f"person{heads.person[k]:05d}/video{k:05d}" for k in range(v)],
+                      identities=[f"person{p:05d}" for p in sorted(set(heads.person.tolist()))])
+
+
+def read_image(path: Path, size: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB. Pillow decodes fully (`load`), so a truncated JPEG fails here."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgb = np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError, SyntaxError) as e:
+        raise EdgecapError(f"{path}: not a readable image (corrupt or truncated?): {e}") from None
+    if size is not None and rgb.shape[:2] != (size, size):
+        raise EdgecapError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} px, expected {size}x{size} (model.image_size); "
+                           "crop and resize the faces to that size first")
+    return rgb
+
+
+def _read_mask(path: Path, size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mask = np.asarray(im.convert("L"))
+    except (OSError, UnidentifiedImageError, SyntaxError) as e:
+        raise EdgecapError(f"{path}: not a readable mask image (corrupt or truncated?): {e}") from None
+    if mask.shape != (size, size):
+        raise EdgecapError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} px, expected {size}x{size}")
+    return (mask > 0).astype(np.uint8)
+
+
+def _read_landmarks(path: Path, frames: int) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise EdgecapError(f"{path}: not a readable .npy file: {e}") from None
+    if arr.ndim != 3 or arr.shape[0] != frames or arr.shape[2] not in (2, 3) or not np.isfinite(arr).all():
+        raise EdgecapError(f"{path}: landmarks must be finite (frames={frames}, L, 2|3), got shape {arr.shape}")
+    if arr.shape[2] == 2:
+        arr = np.concatenate([arr, np.ones(arr.shape[:2] + (1,))], -1)
+    return arr.astype(np.float32)
+
+
+def load_face_folder(root: Path, size: int, min_frames: int = 2, progress: bool = False) -> FaceVideos:
+    """Every video of every identity under `root` (layout in the module docstring)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise EdgecapError(f"{root}: no such folder of identities (expected root/<identity>/<video>/<frame>.jpg)")
+    identities = sorted(p for p in root.iterdir() if p.is_dir())
+    if not identities:
+        raise EdgecapError(f"{root}: no identity folders (expected root/<identity>/<video>/<frame>.jpg)")
+    frames, masks, landmarks, person, names = [], [], [], [], []
+    videos = [(i, ident, video) for i, ident in enumerate(identities)
+              for video in sorted(p for p in ident.iterdir() if p.is_dir() and p.name != "masks")]
+    for ident in identities:
+        if not any(f.suffix.lower() in IMAGE_SUFFIXES for _, who, v in videos if who == ident for f in v.iterdir()):
+            raise EdgecapError(f"{ident}: identity folder with no images ({'/'.join(IMAGE_SUFFIXES)}) in any video "
+                               "folder (expected <identity>/<video>/<frame>.jpg)")
+    if progress:
+        from edgecap.core.console import progress as progress_bar
+
+        videos = progress_bar(videos, desc="read faces", leave=False)
+    for i, ident, video in videos:
+        files = sorted(f for f in video.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            continue  # an empty video folder beside others; the identity check above has images
+        if len(files) < min_frames:
+            raise EdgecapError(f"{video}: {len(files)} frame(s); a video needs at least {min_frames} (identity "
+                               "frames and a held-out driver frame come from the same video)")
+        frames.append(np.stack([read_image(f, size) for f in files]))
+        mask_dir = video / "masks"
+        if mask_dir.is_dir():
+            missing = [f.stem for f in files if not (mask_dir / (f.stem + ".png")).exists()]
+            if missing:
+                raise EdgecapError(f"{mask_dir}: no mask for frame(s) {', '.join(missing[:3])}; masks are "
+                                   "<frame>.png, one per frame")
+            masks.append(np.stack([_read_mask(mask_dir / (f.stem + ".png"), size) for f in files]))
+        else:
+            masks.append(np.ones((len(files), size, size), np.uint8))
+        lm = video / "landmarks.npy"
+        landmarks.append(_read_landmarks(lm, len(files)) if lm.exists() else None)
+        person.append(i)
+        names.append(f"{ident.name}/{video.name}")
+    return FaceVideos(frames=frames, masks=masks, landmarks=landmarks, person=np.asarray(person),
+                      names=names, identities=[p.name for p in identities])
