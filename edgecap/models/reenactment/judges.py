@@ -1,0 +1,122 @@
+"""The metric networks for synthetic faces: a landmark detector and an identity descriptor, small
+CNNs trained on the renderer's exact labels (no pretrained face network can be downloaded here).
+
+- `landmarks(images)` -> (N, L, 2) pixels: regression of the talking heads' LANDMARKS.
+- `descriptor(images)` -> (N, P): the identity parameters (standardised), regressed; two images
+  of the same synthetic person give nearly the same vector whatever the pose, so 1 - cosine of
+  two descriptors is an identity error.
+
+They judge the model and never train with it: trained once per data config (deterministic from
+the seed) and cached, in `$EDGECAP_CACHE` or ~/.cache/edgecap/judges. Real faces need real
+judges (a landmark model that ships in a package); these are for the synthetic data only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edgecap.core.io import atomic_path
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGECAP_CACHE") or Path.home() / ".cache" / "edgecap") / "judges"
+
+
+def _trunk(width: int) -> nn.Sequential:
+    layers, cin = [], 3
+    for mult in (1, 2, 4, 8):
+        layers += [nn.Conv2d(cin, width * mult, 3, 2, 1), nn.BatchNorm2d(width * mult), nn.ReLU(),
+                   nn.Conv2d(width * mult, width * mult, 3, 1, 1), nn.BatchNorm2d(width * mult), nn.ReLU()]
+        cin = width * mult
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+
+
+class Judges(nn.Module):
+    def __init__(self, landmarks: int, identity_params: int, width: int = 16):
+        super().__init__()
+        self.landmark_net = nn.Sequential(_trunk(width), nn.Linear(8 * width, 2 * landmarks))
+        self.identity_net = nn.Sequential(_trunk(width), nn.Linear(8 * width, identity_params))
+        self.register_buffer("param_mean", torch.zeros(identity_params))
+        self.register_buffer("param_std", torch.ones(identity_params))
+
+    @torch.no_grad()
+    def landmarks(self, images: np.ndarray) -> np.ndarray:
+        """(N, 3, S, S) in [0, 1] -> (N, L, 2) pixels."""
+        self.eval()
+        size = images.shape[-1]
+        out = [self.landmark_net(torch.from_numpy(b)).view(len(b), -1, 2) for b in _batches(images)]
+        return (torch.cat(out).numpy() * size).astype(np.float64)
+
+    @torch.no_grad()
+    def descriptor(self, images: np.ndarray) -> np.ndarray:
+        """(N, 3, S, S) in [0, 1] -> (N, P) standardised identity parameters."""
+        self.eval()
+        return torch.cat([self.identity_net(torch.from_numpy(b)) for b in _batches(images)]).numpy().astype(np.float64)
+
+
+def _batches(images: np.ndarray, size: int = 256):
+    for i in range(0, len(images), size):
+        yield np.ascontiguousarray(images[i : i + size], dtype=np.float32)
+
+
+def train_judges(images: np.ndarray, landmarks: np.ndarray, identity: np.ndarray, steps: int = 600,
+                 batch_size: int = 64, seed: int = 0) -> Judges:
+    """images (N, 3, S, S) in [0, 1]; landmarks (N, L, 3) px with visibility; identity (N, P)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    size = images.shape[-1]
+    judges = Judges(landmarks.shape[1], identity.shape[1])
+    mean, std = identity.mean(0), identity.std(0) + 1e-6
+    judges.param_mean.copy_(torch.from_numpy(mean).float())
+    judges.param_std.copy_(torch.from_numpy(std).float())
+    target_id = torch.from_numpy((identity - mean) / std).float()
+    target_lm = torch.from_numpy(landmarks[..., :2] / size).float()
+    visible = torch.from_numpy(landmarks[..., 2:3]).float()
+    opt = torch.optim.AdamW(judges.parameters(), lr=2e-3, weight_decay=1e-4)
+    judges.train()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = 2e-3 * 0.5 * (1 + np.cos(np.pi * step / steps))
+        idx = torch.from_numpy(rng.integers(0, len(images), batch_size))
+        x = torch.from_numpy(np.ascontiguousarray(images[idx.numpy()], dtype=np.float32))
+        lm = judges.landmark_net(x).view(batch_size, -1, 2)
+        loss = (F.smooth_l1_loss(lm, target_lm[idx], reduction="none", beta=0.01) * visible[idx]).mean()
+        loss = loss + F.mse_loss(judges.identity_net(x), target_id[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return judges.eval()
+
+
+def cached_judges(key: dict, make_training_set, steps: int = 600) -> Judges:
+    """The judges for a data config (`key`, JSON-able), trained on `make_training_set()` ->
+    (images, landmarks, identity) the first time and read from the cache after."""
+    from safetensors.torch import load_file, save_file
+
+    digest = hashlib.sha256(json.dumps({**key, "steps": steps}, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / f"{digest}.safetensors"
+    if path.exists():
+        state = load_file(str(path))
+        judges = Judges(_landmark_count(state), state["param_mean"].shape[0])
+        judges.load_state_dict(state)
+        return judges.eval()
+    images, landmarks, identity = make_training_set()
+    judges = train_judges(images, landmarks, identity, steps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in judges.state_dict().items()}, str(tmp))
+    return judges
+
+
+def _landmark_count(state: dict) -> int:
+    last = max((k for k in state if k.startswith("landmark_net.") and k.endswith(".weight")),
+               key=lambda k: int(k.split(".")[1]))
+    return state[last].shape[0] // 2
