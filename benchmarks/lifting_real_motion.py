@@ -2,7 +2,9 @@
 (`edgecap evaluate RUN --on real-motion`), with exact and with detector-like noisy 2D, P-MPJPE on
 the direct joints per motion type, beside the flat-2D and rest-pose baselines.
 
-    python benchmarks/lifting_real_motion.py RUN [RUN ...] [--readme] [--out docs/results/benchmarks/lifting_real_motion.json]
+    python benchmarks/lifting_real_motion.py RUN [RUN ...] [--readme] [--out FILE.json]
+
+(--out defaults to docs/results/benchmarks/lifting_real_motion.json.)
 
 Needs the real-motion cache (`make real-motion`). Each run's training settings that matter for
 transfer (data.proportions, data.motions, data.train_sequences, data.real_sequences, train.steps)

@@ -47,9 +47,9 @@ class FaceVideos:
 
 def from_talking_heads(heads) -> FaceVideos:
     """The synthetic talking heads (edgecap.data.talking_heads.TalkingHeads) as FaceVideos."""
-    v = len(heads.images)
+    names = [f"person{p:05d}/video{k:05d}" for k, p in enumerate(heads.person)]
     return FaceVideos(frames=list(heads.images), masks=list(heads.masks), landmarks=list(heads.landmarks),
-                      person=np.asarray(heads.person), names=[f"person{heads.person[k]:05d}/video{k:05d}" for k in range(v)],
+                      person=np.asarray(heads.person), names=names,
                       identities=[f"person{p:05d}" for p in sorted(set(heads.person.tolist()))])
 
 

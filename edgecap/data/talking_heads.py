@@ -142,7 +142,8 @@ def _landmarks_3d(identity: np.ndarray, pose: np.ndarray) -> np.ndarray:
     pts = {
         "r_eye_outer": (-es - ew * 1.3, _EYE_Y + zero), "r_eye_inner": (-es + ew * 1.3, _EYE_Y + zero),
         "l_eye_inner": (es - ew * 1.3, _EYE_Y + zero), "l_eye_outer": (es + ew * 1.3, _EYE_Y + zero),
-        "r_pupil": (-es + gx * ew * 0.6, _EYE_Y + gy * ew * 0.35), "l_pupil": (es + gx * ew * 0.6, _EYE_Y + gy * ew * 0.35),
+        "r_pupil": (-es + gx * ew * 0.6, _EYE_Y + gy * ew * 0.35),
+        "l_pupil": (es + gx * ew * 0.6, _EYE_Y + gy * ew * 0.35),
         "r_brow": (-es, _BROW_Y + zero), "l_brow": (es, _BROW_Y + zero),
         "nose_r": (-nw, _NOSE_Y + zero), "nose_l": (nw, _NOSE_Y + zero),
         "mouth_r": (-mw, my), "mouth_l": (mw, my), "lip_top": (zero, my - open_h), "lip_bottom": (zero, my + open_h),

@@ -57,7 +57,8 @@ def stale_evaluations(run_dir: Path, evaluations: list[dict]) -> list[str]:
     stale = []
     for result in evaluations:
         if result.get("model_sha256") != now:
-            result["stale"] = f"measured on other weights; run `edgecap evaluate {run_dir} --on {result.get('set')}` again"
+            result["stale"] = (f"measured on other weights; run `edgecap evaluate {run_dir} --on "
+                               f"{result.get('set')}` again")
             stale.append(f"evaluation {result.get('set')}")
     return stale
 

