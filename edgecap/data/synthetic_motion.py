@@ -5,7 +5,8 @@ sequences come out in about a second. Pipeline per sequence:
 1. A kinematic skeleton (22 joints: the H36M 17 plus nose, eyes and ears for COCO) with
    a sampled body height and per-bone length jitter.
 2. Joint-angle trajectories mixing motion primitives (walking, reaching, turning,
-   crouching, idle sway) plus smooth random perturbations, clipped to anatomical limits.
+   crouching, idle sway; with motions="extended" also running, dancing and free motion off
+   the feet) plus smooth random perturbations, clipped to anatomical limits.
 3. Forward kinematics in a y-up world; the lowest ankle is kept on the ground.
 4. A random camera (focal length, distance chosen for a random on-screen person height,
    azimuth, elevation, roll, principal point offset); OpenCV convention (x right, y down).
@@ -115,7 +116,8 @@ def _trajectories(rng: np.random.Generator, n: int, t: np.ndarray,
                   extended: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
     """Joint-angle channels in degrees (each (n, F); sided ones (n, 2, F) for left/right),
     the heading yaw (n, F) in radians, and the planar root displacement (n, F, 2) in mm.
-    extended: running and dancing join the mix (drawn only then, so the classic mix is unchanged)."""
+    extended: running, dancing and free motion join the mix, and the upper arm twists (drawn only
+    then, so the classic mix is unchanged)."""
     f = len(t)
     ch = {k: np.zeros((n, 2, f)) for k in _SIDE_CHANNELS + ["shoulder_twist"]}
     ch.update({k: np.zeros((n, f)) for k in _CENTRE_CHANNELS + ["body_pitch", "body_roll"]})
@@ -329,7 +331,8 @@ def generate_motion(
 ) -> MotionSequences:
     """Generate `num_sequences` clips of `frames` frames; see the module docstring. proportions:
     "fixed" (the rest skeleton +-5% per bone) or "anthropometric" (_PROPORTIONS); motions:
-    "classic" (walk, reach, turn, crouch, idle) or "extended" (also running and dancing)."""
+    "classic" (walk, reach, turn, crouch, idle) or "extended" (also running, dancing and free
+    motion, some of it lying or upside down)."""
     rng = np.random.default_rng(seed)
     n, f = num_sequences, frames
     t = np.arange(f) / fps
