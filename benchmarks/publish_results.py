@@ -112,17 +112,17 @@ def main() -> int:
     a = p.parse_args()
     try:
         result = collect(a.run, a.command)
+        write_json(RESULTS / f"{result['family']}.json", result)
+        results = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
+        write_text(RESULTS / "README.md", render(results) + "\n")
+        table = []
+        for r in results:
+            table += [f"**{r['family']}** (`{r['command']}`; {r['device'].get('cpu', '?')}):", ""]
+            table += markdown_table(r, short=True) + [""]
+        write_between(START, END, table[:-1])
     except EdgecapError as e:
         print(f"publish_results: error: {e}", file=sys.stderr)
         return 2
-    write_json(RESULTS / f"{result['family']}.json", result)
-    results = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
-    write_text(RESULTS / "README.md", render(results) + "\n")
-    table = []
-    for r in results:
-        table += [f"**{r['family']}** (`{r['command']}`; {r['device'].get('cpu', '?')}):", ""]
-        table += markdown_table(r, short=True) + [""]
-    write_between(START, END, table[:-1])
     print(f"wrote {RESULTS / (result['family'] + '.json')} and {RESULTS / 'README.md'}")
     return 0
 

@@ -9,7 +9,8 @@ Folder layout (one folder per identity, one per video, frames in name order):
 
 Without masks the whole frame counts as foreground (the losses then cover the background too).
 Every frame is decoded when the folder is read, so a corrupt or truncated file, or a frame of
-another size, is reported by name before training starts.
+another size, is reported by name before training starts. A video folder named `masks` would be
+taken for a mask folder, so none may have that name.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecap import EdgecapError
+from edgecap.core.images import read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -53,29 +55,17 @@ def from_talking_heads(heads) -> FaceVideos:
                       identities=[f"person{p:05d}" for p in sorted(set(heads.person.tolist()))])
 
 
-def _decode(path: Path, mode: str, what: str) -> np.ndarray:
-    """Pillow decodes fully (`load`), so a truncated JPEG fails here, not later."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert(mode))
-    except (OSError, UnidentifiedImageError, SyntaxError) as e:
-        raise EdgecapError(f"{path}: not a readable {what} (corrupt or truncated?): {e}") from None
-
-
-def read_image(path: Path, size: int | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, checked to be `size` square when given."""
-    rgb = _decode(path, "RGB", "image")
-    if size is not None and rgb.shape[:2] != (size, size):
+def read_face(path: Path, size: int) -> np.ndarray:
+    """(size, size, 3) uint8 RGB."""
+    rgb = read_image(path)
+    if rgb.shape[:2] != (size, size):
         raise EdgecapError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} px, expected {size}x{size} (model.image_size); "
                            "crop and resize the faces to that size first")
     return rgb
 
 
 def _read_mask(path: Path, size: int) -> np.ndarray:
-    mask = _decode(path, "L", "mask image")
+    mask = read_image(path, "L")
     if mask.shape != (size, size):
         raise EdgecapError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} px, expected {size}x{size}")
     return (mask > 0).astype(np.uint8)
@@ -119,7 +109,7 @@ def load_face_folder(root: Path, size: int, min_frames: int = 2, progress: bool 
         if len(files) < min_frames:
             raise EdgecapError(f"{video}: {len(files)} frame(s); a video needs at least {min_frames} (identity "
                                "frames and a held-out driver frame come from the same video)")
-        frames.append(np.stack([read_image(f, size) for f in files]))
+        frames.append(np.stack([read_face(f, size) for f in files]))
         mask_dir = video / "masks"
         if mask_dir.is_dir():
             missing = [f.stem for f in files if not (mask_dir / (f.stem + ".png")).exists()]

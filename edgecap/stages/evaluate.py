@@ -51,10 +51,10 @@ def evaluate_extra_sets(run_dir: Path, say) -> list[str]:
     the others are named with the reason. Returns the sets evaluated."""
     from edgecap.runs import load_run
 
-    family, _ = load_run(Path(run_dir))
+    family, run = load_run(Path(run_dir))
     done = []
     for name in family.evaluation_sets():
-        missing = family.evaluation_set_missing(name)
+        missing = family.evaluation_set_missing(name, run)
         if missing:
             say(f"evaluation set {name}: skipped ({missing})")
             continue

@@ -50,6 +50,9 @@ def mark_stale(run_dir: Path, report: dict) -> list[str]:
     return sorted(set(stale))
 
 
+NO_TABLE = "(no table: written by an earlier edgecap)"
+
+
 def stale_evaluations(run_dir: Path, evaluations: list[dict]) -> list[str]:
     """Mark every extra-set evaluation measured on other weights than RUN/model.safetensors now."""
     weights = run_dir / "model.safetensors"
@@ -280,8 +283,9 @@ def _markdown(report: dict, plots: list[str]) -> str:
                        + " |")
         out.append("")
     for result in report.get("evaluations", []):
-        out += [f"## Evaluation: {result['set']}", "", f"{result.get('description', '')}."
-                + (f" STALE: {result['stale']}." if result.get("stale") else ""), "", "```", result["table"], "```", ""]
+        stale = f" STALE: {result['stale']}." if result.get("stale") else ""
+        out += [f"## Evaluation: {result['set']}", "", f"{result.get('description', '')}.{stale}", "", "```",
+                result.get("table", NO_TABLE), "```", ""]
     q = report.get("quantization")
     if q:
         metric = next(k for k in q["fp32"] if isinstance(q["fp32"][k], float))
@@ -351,7 +355,7 @@ def _html(report: dict, plots: dict[str, bytes]) -> str:
         cls = " class='stale'" if result.get("stale") else ""
         out += [f"<h2>Evaluation: {e(result['set'])}</h2><p{cls}>{e(result.get('description', ''))}."
                 + (f" STALE: {e(result['stale'])}." if result.get("stale") else "") + "</p>",
-                f"<pre>{e(result['table'])}</pre>"]
+                f"<pre>{e(result.get('table', NO_TABLE))}</pre>"]
     ex = report.get("export")
     if ex:
         out.append("<h2>Artifacts</h2>")

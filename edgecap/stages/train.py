@@ -105,6 +105,10 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
     family.prepare_training(model, train_data)
     model.to(ctx.device)
     phases = family.training_phases(model, run_cfg)
+    names = [p.name for p in phases]
+    if not phases or len(set(names)) != len(names) or not all(p.parameters for p in phases):
+        raise EdgecapError(f"{family.name}: training_phases must be one or more phases with distinct names and "
+                           f"parameters each, got {names}")
     optimizers = {p.name: torch.optim.AdamW(p.parameters, lr=tcfg.lr * p.lr_scale, betas=p.betas,
                                             weight_decay=tcfg.weight_decay) for p in phases}
     rng = np.random.default_rng(tcfg.seed + ctx.rank)

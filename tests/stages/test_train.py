@@ -87,3 +87,13 @@ def test_resume_refuses_a_checkpoint_of_other_phases(tmp_path, monkeypatch):
                         lambda self, model, run: [TrainingPhase(n, list(model.parameters())) for n in ("d", "g")])
     with pytest.raises(EdgecapError, match=r"holds the optimizers \['model'\], this model trains \['d', 'g'\]"):
         train("lifting", tiny_config(), tmp_path, progress=False)
+
+
+def test_phases_need_distinct_names(tmp_path, monkeypatch):
+    from edgecap.models.contract import TrainingPhase
+    from edgecap.models.lifting.family import LiftingFamily
+
+    monkeypatch.setattr(LiftingFamily, "training_phases",
+                        lambda self, model, run: [TrainingPhase("g", list(model.parameters()))] * 2)
+    with pytest.raises(EdgecapError, match=r"distinct names and parameters each, got \['g', 'g'\]"):
+        train("lifting", tiny_config(), tmp_path, progress=False)

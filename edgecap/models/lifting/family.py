@@ -96,12 +96,14 @@ class LiftingFamily(ModelFamily):
     def evaluation_sets(self) -> dict[str, str]:
         return {"real-motion": "real mocap clips filmed by virtual cameras, errors on the direct joints"}
 
-    def evaluation_set_missing(self, name: str) -> str | None:
+    def evaluation_set_missing(self, name: str, run: LiftingRun) -> str | None:
         from edgecap.data.real_motion.fetch import SOURCES_FILE, default_cache
 
+        if name == "real-motion" and run.model.skeleton != "h36m":
+            return f"it scores the h36m skeleton; this run has model.skeleton={run.model.skeleton}"
         if name == "real-motion" and not (default_cache() / SOURCES_FILE).exists():
             return f"no real-motion cache at {default_cache()}; `make real-motion` fetches it"
-        return super().evaluation_set_missing(name)
+        return super().evaluation_set_missing(name, run)
 
     def evaluate_on(self, name: str, predict, run: LiftingRun, options: dict) -> tuple[dict, str]:
         if name != "real-motion":
@@ -112,7 +114,7 @@ class LiftingFamily(ModelFamily):
         if run.model.skeleton != "h36m":
             raise EdgecapError(f"real-motion evaluates the h36m skeleton; this run has model.skeleton="
                                f"{run.model.skeleton!r}")
-        cameras = int(options.get("cameras") or 16)
+        cameras = int(options["cameras"]) if options.get("cameras") is not None else 16
         if not 1 <= cameras <= 64:
             raise EdgecapError(f"--cameras must be in [1, 64], got {cameras}")
         clips = load_clips(options.get("cache"), "eval")

@@ -28,6 +28,7 @@ import torch
 
 from edgecap import EdgecapError
 from edgecap.core.arrays import Arrays
+from edgecap.core.images import read_image
 from edgecap.core.io import atomic_path
 from edgecap.core.runner import Runner
 from edgecap.data.densepose_coco import DensePoseCOCO
@@ -92,23 +93,6 @@ def check_image(image: np.ndarray, where: str) -> np.ndarray:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
         raise EdgecapError(f"{where}: expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
     return image
-
-
-MAX_IMAGE_PIXELS = 50_000_000
-
-
-def read_image(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_IMAGE_PIXELS:  # a decompression bomb, or not a photo
-                raise EdgecapError(f"image {path} is {im.width}x{im.height}: over {MAX_IMAGE_PIXELS:,} pixels")
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise EdgecapError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
-        raise EdgecapError(f"image {path} is corrupt or not an image: {e}") from None
 
 
 def synthetic_split(cfg: DensePoseDataConfig, image_size: tuple[int, int], split: str) -> DensePoseSplit:

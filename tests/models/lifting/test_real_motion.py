@@ -51,6 +51,17 @@ def test_pipeline_evaluates_real_motion_when_the_cache_is_here_and_the_report_sh
     assert json.loads((run / "report.json").read_text())["stale"] == ["evaluation real-motion"]
 
 
+def test_real_motion_is_skipped_for_a_coco_lifter(tmp_path, monkeypatch):
+    from edgecap.models.lifting.family import LiftingFamily
+    from tests.conftest import tiny_config
+
+    monkeypatch.setenv("EDGECAP_REAL_MOTION", str(fake_cache(tmp_path / "cache")))
+    family = LiftingFamily()
+    assert family.evaluation_set_missing("real-motion", tiny_config()) is None
+    why = family.evaluation_set_missing("real-motion", tiny_config("model.skeleton=coco"))
+    assert "h36m skeleton" in why and "coco" in why
+
+
 def test_evaluate_on_refusals(tiny_run, tmp_path, capsys):
     assert main(["evaluate", str(tiny_run), "--on", "nope"]) == 2
     assert "no evaluation set 'nope'; available: real-motion" in capsys.readouterr().err

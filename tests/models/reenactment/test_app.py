@@ -56,5 +56,9 @@ def test_metrics():
     ref[0, 1] = [10, 0]  # interocular distance 10
     moved = ref + np.array([1.0, 0.0])
     np.testing.assert_allclose(pose_error(moved, ref, (0, 1)), 0.1)
+    far = moved.copy()
+    far[0, 3] += 50  # a hidden landmark far off counts only when visibility is not given
+    assert pose_error(far, ref, (0, 1))[0] > 1
+    np.testing.assert_allclose(pose_error(far, ref, (0, 1), visible=np.array([[1, 1, 1, 0]])), 0.1)
     np.testing.assert_allclose(identity_error(np.array([[1.0, 0]]), np.array([[0.0, 2]])), 1.0)
     np.testing.assert_allclose(identity_error(np.array([[1.0, 1]]), np.array([[2.0, 2]])), 0.0, atol=1e-12)

@@ -51,8 +51,8 @@ def test_cache_trains_once(tmp_path, monkeypatch):
         calls.append(1)
         return _flat(generate_talking_heads(4, 1, 4, 32, seed=0))
 
-    a = cached_judges({"seed": 0, "size": 32}, make, steps=3)
-    b = cached_judges({"seed": 0, "size": 32}, make, steps=3)
+    a = cached_judges({"seed": 0, "size": 32}, make, 16, 23, steps=3)
+    b = cached_judges({"seed": 0, "size": 32}, make, 16, 23, steps=3)
     assert len(calls) == 1 and len(list((tmp_path / "judges").glob("*.safetensors"))) == 1
     x = np.random.default_rng(0).random((2, 3, 32, 32)).astype(np.float32)
     np.testing.assert_allclose(a.landmarks(x), b.landmarks(x))
