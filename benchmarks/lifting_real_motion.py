@@ -25,6 +25,7 @@ from edgecap import EdgecapError
 from edgecap.core.io import write_json
 from edgecap.core.runner import TorchRunner, batched
 from edgecap.models.lifting.family import LiftingRun
+from edgecap.models.lifting.real_motion import CAMERAS
 from edgecap.runs import load_trained_model
 from readme_markers import write_between
 
@@ -83,7 +84,7 @@ def readme_block(rows: list[dict], command: str) -> list[str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", type=Path, nargs="+")
-    p.add_argument("--cameras", type=int, default=16, help="virtual cameras per clip")
+    p.add_argument("--cameras", type=int, default=CAMERAS, help="virtual cameras per clip")
     p.add_argument("--out", type=Path, default=Path("docs/results/benchmarks/lifting_real_motion.json"))
     p.add_argument("--readme", action="store_true", help="also write the short table into README.md")
     a = p.parse_args()

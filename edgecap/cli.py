@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cache", help="real-motion: the cache folder (default ~/.cache/edgecap/real-motion or "
                                     "$EDGECAP_REAL_MOTION)")
     sp.add_argument("--noise", action="store_true", help="real-motion: detector-like 2D noise (default exact 2D)")
-    sp.add_argument("--cameras", type=int, default=16, help="real-motion: virtual cameras per clip (default 16)")
+    sp.add_argument("--cameras", type=int, default=None, help="real-motion: virtual cameras per clip (default 16)")
 
     sp = add("derive", cmd_derive, "A new run directory with a trained run's weights under changed settings "
                                    "that keep every weight's shape (e.g. model.input_size=512).")

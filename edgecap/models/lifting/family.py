@@ -114,7 +114,7 @@ class LiftingFamily(ModelFamily):
         if run.model.skeleton != "h36m":
             raise EdgecapError(f"real-motion evaluates the h36m skeleton; this run has model.skeleton="
                                f"{run.model.skeleton!r}")
-        cameras = int(options["cameras"]) if options.get("cameras") is not None else 16
+        cameras = int(options["cameras"]) if options.get("cameras") is not None else real_motion.CAMERAS
         if not 1 <= cameras <= 64:
             raise EdgecapError(f"--cameras must be in [1, 64], got {cameras}")
         clips = load_clips(options.get("cache"), "eval")

@@ -26,9 +26,10 @@ from edgecap.metrics.pose3d import pose_metrics
 from edgecap.models.lifting.app import INPUT, OUTPUT
 
 FOCUS = ("walk", "run", "dance")  # the motion types the headline aims at
+CAMERAS = 16  # virtual cameras per clip by default
 
 
-def film(clips: list[RealClip], fps: float, window: int, target: str, cameras: int = 16, noise: bool = False,
+def film(clips: list[RealClip], fps: float, window: int, target: str, cameras: int = CAMERAS, noise: bool = False,
          seed: int = 0) -> tuple[PoseWindows, list[str]]:
     """Windows over every clip seen by `cameras` cameras, and the clip name of each sequence."""
     from edgecap.data.synthetic_motion import observe_motion
@@ -78,7 +79,7 @@ def _scores(pred: np.ndarray, gt: np.ndarray, seq_ids: np.ndarray, with_mpjpe: b
     return out if with_mpjpe else {"p_mpjpe_mm": out["p_mpjpe_mm"], "frames": len(pred)}
 
 
-def evaluate_real_motion(predict, clips: list[RealClip], fps: float, window: int, target: str, cameras: int = 16,
+def evaluate_real_motion(predict, clips: list[RealClip], fps: float, window: int, target: str, cameras: int = CAMERAS,
                          noise: bool = False, seed: int = 0) -> dict:
     """{"groups": {group: {"model": scores, "rest_pose": ..., "flat_2d": ...}}, "clips": [...], settings}.
     Groups: "all", "walk+run+dance", "source:<name>", "motion:<type>", "clip:<name>"."""
