@@ -23,10 +23,9 @@ from pathlib import Path
 
 from edgecap import EdgecapError
 from edgecap.core.io import write_json
-from edgecap.core.runner import TorchRunner, batched
 from edgecap.models.lifting.family import LiftingRun
 from edgecap.models.lifting.real_motion import CAMERAS
-from edgecap.runs import load_trained_model
+from edgecap.stages.evaluate import pytorch_predictor
 from readme_markers import write_between
 
 GROUPS = ("all", "walk+run+dance", "motion:walk", "motion:run", "motion:dance", "motion:climb", "motion:acrobatic",
@@ -37,14 +36,12 @@ START, END = ("<!-- lifting-real-motion:start (written by benchmarks/lifting_rea
 
 
 def evaluate(run_dir: Path, cameras: int) -> dict:
-    family, run, model = load_trained_model(run_dir, "lifting")
-    runner = TorchRunner(family.export_form(model), list(family.input_spec(run.model)), family.output_names(run.model))
+    family, run, predict = pytorch_predictor(run_dir, "lifting")
     data = dataclasses.asdict(run.data)
     row = {"run": str(run_dir), "default": run == LiftingRun(),
            "training": {k: data[k] for k in SETTINGS} | {"steps": run.train.steps}}
     for name, noise in (("exact", False), ("noisy", True)):
-        row[name], _ = family.evaluate_on("real-motion", batched(runner, None), run,
-                                          {"noise": noise, "cameras": cameras})
+        row[name], _ = family.evaluate_on("real-motion", predict, run, {"noise": noise, "cameras": cameras})
     return row
 
 

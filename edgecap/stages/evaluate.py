@@ -20,16 +20,21 @@ def result_path(run_dir: Path, name: str) -> Path:
     return Path(run_dir) / f"evaluate_{name.replace('-', '_')}.json"
 
 
-def evaluate(run_dir: Path, on: str | None = None, options: dict | None = None,
-             progress: bool = True) -> tuple[dict, str]:
-    """(the result written, a table to print)."""
+def pytorch_predictor(run_dir: Path, expect_family: str | None = None):
+    """(family, run config, predict): the run's trained model in its export form, batched."""
     from edgecap.core.runner import TorchRunner, batched
     from edgecap.runs import load_trained_model
 
+    family, run, model = load_trained_model(Path(run_dir), expect_family)
+    runner = TorchRunner(family.export_form(model), list(family.input_spec(run.model)), family.output_names(run.model))
+    return family, run, batched(runner, None)
+
+
+def evaluate(run_dir: Path, on: str | None = None, options: dict | None = None,
+             progress: bool = True) -> tuple[dict, str]:
+    """(the result written, a table to print)."""
     run_dir = Path(run_dir)
-    family, run, model = load_trained_model(run_dir)
-    predict = batched(TorchRunner(family.export_form(model), list(family.input_spec(run.model)),
-                                  family.output_names(run.model)), None)
+    family, run, predict = pytorch_predictor(run_dir)
     stamp = {"family": family.name, "model": "pytorch_fp32", "model_sha256": sha256_of(run_dir / WEIGHTS)}
     if on:
         sets = family.evaluation_sets()

@@ -24,14 +24,25 @@ EVAL_CLIPS = ("isaac/walk", "isaac/run", "isaac/dance", "deepmimic/run", "deepmi
               "holosoma/climb_seq_4")
 
 
-def load_clips(cache: Path | None = None, split: str = "eval") -> list[RealClip]:
-    """The clips of `split` ("eval", "train" or "all") from the cache written by fetch."""
+def cache_missing(cache: Path | None = None) -> str | None:
+    """Why the real-motion cache cannot be read, or None when fetch has filled it."""
     from edgecap.data.real_motion.fetch import SOURCES_FILE, default_cache
 
     cache = Path(cache or default_cache())
     if not (cache / SOURCES_FILE).exists():
-        raise EdgecapError(f"no real-motion cache at {cache} ({SOURCES_FILE} missing): run `make real-motion` "
-                           "(python -m edgecap.data.real_motion.fetch) first")
+        return (f"no real-motion cache at {cache} ({SOURCES_FILE} missing): run `make real-motion` "
+                "(python -m edgecap.data.real_motion.fetch) first")
+    return None
+
+
+def load_clips(cache: Path | None = None, split: str = "eval") -> list[RealClip]:
+    """The clips of `split` ("eval", "train" or "all") from the cache written by fetch."""
+    from edgecap.data.real_motion.fetch import default_cache
+
+    missing = cache_missing(cache)
+    if missing:
+        raise EdgecapError(missing)
+    cache = Path(cache or default_cache())
     if split not in ("eval", "train", "all"):
         raise EdgecapError(f"unknown real-motion split {split!r}; expected eval, train or all")
     urdf = cache / "deepmimic" / "humanoid.urdf"
@@ -46,4 +57,4 @@ def load_clips(cache: Path | None = None, split: str = "eval") -> list[RealClip]
     return [load() for name, load in loaders.items() if split == "all" or (name in EVAL_CLIPS) == (split == "eval")]
 
 
-__all__ = ["DIRECT", "DIRECT_MASK", "EVAL_CLIPS", "RealClip", "load_clips"]
+__all__ = ["DIRECT", "DIRECT_MASK", "EVAL_CLIPS", "RealClip", "cache_missing", "load_clips"]

@@ -97,13 +97,13 @@ class LiftingFamily(ModelFamily):
         return {"real-motion": "real mocap clips filmed by virtual cameras, errors on the direct joints"}
 
     def evaluation_set_missing(self, name: str, run: LiftingRun) -> str | None:
-        from edgecap.data.real_motion.fetch import SOURCES_FILE, default_cache
+        from edgecap.data.real_motion import cache_missing
 
-        if name == "real-motion" and run.model.skeleton != "h36m":
+        if name != "real-motion":
+            return super().evaluation_set_missing(name, run)
+        if run.model.skeleton != "h36m":
             return f"it scores the h36m skeleton; this run has model.skeleton={run.model.skeleton}"
-        if name == "real-motion" and not (default_cache() / SOURCES_FILE).exists():
-            return f"no real-motion cache at {default_cache()}; `make real-motion` fetches it"
-        return super().evaluation_set_missing(name, run)
+        return cache_missing()
 
     def evaluate_on(self, name: str, predict, run: LiftingRun, options: dict) -> tuple[dict, str]:
         if name != "real-motion":

@@ -32,6 +32,11 @@ def test_hinge_and_feature_matching_directions():
     assert float(generator_hinge(torch.full((1, 1, 4, 4), 3.0))) == -3.0
     feats = [torch.ones(1, 4, 8, 8), torch.zeros(1, 8, 4, 4)]
     assert float(feature_matching(feats, feats)) == 0.0
+    fake = [torch.zeros(1, 4, 8, 8, requires_grad=True)]
+    real = [torch.ones(1, 4, 8, 8, requires_grad=True)]
+    loss = feature_matching(fake, real)
+    loss.backward()
+    assert float(loss) == 1.0 and fake[0].grad is not None and real[0].grad is None  # the real side is a target
 
 
 def test_augmentation_keeps_the_layout_and_changes_the_colours():

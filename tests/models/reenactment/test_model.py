@@ -38,9 +38,14 @@ def test_pose_encoder_is_much_smaller_than_the_identity_encoder(preset):
     assert _params(model.pose_encoder) * 10 < _params(model.identity_encoder)
 
 
-def test_paper_preset_sizes():
-    cfg = PRESETS["paper"]
-    assert (cfg.image_size, cfg.identity_dim, cfg.pose_dim) == (256, 512, 256)
+def test_paper_preset_runs_at_the_reference_sizes():
+    """256 px in, 512-d identity and 256-d pose embeddings out of the built networks."""
+    model = Reenactment(PRESETS["paper"]).eval()
+    with torch.no_grad():
+        frame = torch.rand(1, 3, 256, 256)
+        assert model.identity_encoder(frame).shape == (1, 512) and model.pose_encoder(frame).shape == (1, 256)
+        image, mask = model(frame, torch.randn(1, 512))
+    assert image.shape == (1, 3, 256, 256) and mask.shape == (1, 1, 256, 256)
 
 
 def test_adain_takes_its_statistics_from_the_style():
