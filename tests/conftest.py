@@ -15,15 +15,21 @@ from edgecap.models import get_family
 @pytest.fixture(scope="session", autouse=True)
 def _private_tmp(tmp_path_factory):
     """The code under test writes its temporary files (e.g. the scratch logs of `edgecap predict`
-    without a run folder) under pytest's own temporary folder, not the machine's, so a test run
-    leaves nothing behind that grows from run to run."""
+    without a run folder) and its caches under pytest's own temporary folder, not the machine's,
+    so a test run leaves nothing behind that grows from run to run."""
     import os
     import tempfile
 
     path = str(tmp_path_factory.mktemp("tmp"))
     saved = os.environ.get("TMPDIR"), tempfile.tempdir
     os.environ["TMPDIR"], tempfile.tempdir = path, path
+    cache = os.environ.get("EDGECAP_CACHE")  # models edgecap trains to score others (judges) too
+    os.environ["EDGECAP_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     yield
+    if cache is None:
+        os.environ.pop("EDGECAP_CACHE", None)
+    else:
+        os.environ["EDGECAP_CACHE"] = cache
     if saved[0] is None:
         os.environ.pop("TMPDIR", None)
     else:

@@ -15,6 +15,7 @@ taken for a mask folder, so none may have that name.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class FaceVideos:
     person: np.ndarray
     names: list[str]
     identities: list[str]
+    identity_params: np.ndarray | None = None  # (V, P) the renderer's identity parameters (synthetic only)
 
     @property
     def size(self) -> int:
@@ -52,7 +54,8 @@ def from_talking_heads(heads) -> FaceVideos:
     names = [f"person{p:05d}/video{k:05d}" for k, p in enumerate(heads.person)]
     return FaceVideos(frames=list(heads.images), masks=list(heads.masks), landmarks=list(heads.landmarks),
                       person=np.asarray(heads.person), names=names,
-                      identities=[f"person{p:05d}" for p in sorted(set(heads.person.tolist()))])
+                      identities=[f"person{p:05d}" for p in sorted(set(heads.person.tolist()))],
+                      identity_params=np.asarray(heads.identity, np.float32))
 
 
 def read_face(path: Path, size: int) -> np.ndarray:
@@ -125,3 +128,63 @@ def load_face_folder(root: Path, size: int, min_frames: int = 2, progress: bool 
         names.append(f"{ident.name}/{video.name}")
     return FaceVideos(frames=frames, masks=masks, landmarks=landmarks, person=np.asarray(person),
                       names=names, identities=[p.name for p in identities])
+
+
+@dataclass(frozen=True)
+class FaceDataConfig:
+    """Where reenactment videos come from: the built-in synthetic talking heads (different people
+    in the train and val splits), or a folder (`root`, layout above) whose last `val_identities`
+    identities, in name order, are held out for validation."""
+
+    source: str = "synthetic"  # "synthetic" | "folder"
+    seed: int = 0
+    identities: int = 400  # synthetic: training people
+    videos_per_identity: int = 2
+    frames: int = 24
+    val_identities: int = 16  # synthetic: validation people; folder: identities held out
+    root: str = ""
+    judge_steps: int = 1500  # training steps of the synthetic data's metric networks (cached per config)
+
+    RANGES = {"seed": (0, 2**32 - 1), "identities": (2, 100_000), "videos_per_identity": (1, 1000),
+              "frames": (2, 10_000), "val_identities": (2, 100_000), "judge_steps": (1, 1_000_000)}
+
+    def validate(self) -> None:
+        if self.source not in ("synthetic", "folder"):
+            raise EdgecapError(f"data.source must be 'synthetic' or 'folder', got {self.source!r}")
+        for name, (low, high) in self.RANGES.items():
+            if not low <= getattr(self, name) <= high:
+                raise EdgecapError(f"data.{name} must be in [{low}, {high}], got {getattr(self, name)!r}")
+        if self.source == "folder" and not self.root:
+            raise EdgecapError("data.source=folder needs data.root=DIR (root/<identity>/<video>/<frame>.jpg)")
+
+
+def load_face_videos(cfg: FaceDataConfig, size: int, split: str) -> FaceVideos:
+    """The "train" or "val" videos of a data config at `size` px."""
+    cfg.validate()
+    if split not in ("train", "val"):
+        raise EdgecapError(f"unknown split {split!r}; expected 'train' or 'val'")
+    if cfg.source == "folder":
+        return _folder_split(cfg.root, size, split, cfg.val_identities)
+    return _synthetic_split(cfg, size, split)
+
+
+@functools.lru_cache(maxsize=2)  # the stages of one pipeline process render each split once
+def _synthetic_split(cfg: FaceDataConfig, size: int, split: str) -> FaceVideos:
+    from edgecap.data.talking_heads import generate_talking_heads
+
+    people = cfg.identities if split == "train" else cfg.val_identities
+    seed = [cfg.seed, 0 if split == "train" else 1]  # other people in each split
+    return from_talking_heads(generate_talking_heads(people, cfg.videos_per_identity, cfg.frames, size,
+                                                     int(np.random.SeedSequence(seed).generate_state(1)[0])))
+
+
+def _folder_split(root: str, size: int, split: str, held_out: int) -> FaceVideos:
+    videos = load_face_folder(Path(root), size, progress=True)
+    if len(videos.identities) <= held_out:
+        raise EdgecapError(f"{root}: {len(videos.identities)} identities; data.val_identities={held_out} are held "
+                           "out for validation, so at least one more is needed for training")
+    first_val = len(videos.identities) - held_out
+    keep = [i for i, p in enumerate(videos.person) if (p >= first_val) == (split == "val")]
+    return FaceVideos(frames=[videos.frames[i] for i in keep], masks=[videos.masks[i] for i in keep],
+                      landmarks=[videos.landmarks[i] for i in keep], person=videos.person[keep],
+                      names=[videos.names[i] for i in keep], identities=videos.identities)

@@ -11,6 +11,7 @@ from edgecap import EdgecapError
 FAMILIES = {
     "lifting": "edgecap.models.lifting.family:LiftingFamily",
     "parsing_rcnn": "edgecap.models.parsing_rcnn.family:ParsingRCNNFamily",
+    "reenactment": "edgecap.models.reenactment.family:ReenactmentFamily",
     "triangulation": "edgecap.models.triangulation.family:TriangulationFamily",
 }
 

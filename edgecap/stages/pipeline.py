@@ -73,4 +73,6 @@ def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = 
 
 
 def _fmt(metrics: dict) -> str:
-    return ", ".join(f"{k} {v:.1f}" for k, v in metrics.items() if isinstance(v, float))
+    # one decimal for figures like mm or dB, three significant digits for fractions like 0.123
+    return ", ".join(f"{k} {v:.1f}" if abs(v) >= 10 else f"{k} {v:.3g}" for k, v in metrics.items()
+                     if isinstance(v, float))

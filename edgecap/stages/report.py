@@ -188,6 +188,7 @@ def rule_text(rule: dict) -> str:
         parts.append(f"<= {100 * rule['max_rel_delta']:g}%")
     what = "|delta|" if "better" not in rule else "loss"
     tail = "" if "better" not in rule else f" ({rule['better']} is better: a gain passes)"
+    tail += "".join(f"; {k} to PyTorch >= {v:g}" for k, v in (rule.get("min_tensor") or {}).items())
     return f"{what} {' and '.join(parts)} on {', '.join(rule['metrics'])}{tail}"
 
 

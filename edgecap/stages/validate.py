@@ -22,8 +22,10 @@ class ValidationFailed(EdgecapError):
     exit_code = 1
 
 
-def check_tolerance(task: dict, reference: dict, rule: dict) -> list[str]:
+def check_tolerance(task: dict, reference: dict, rule: dict, tensor: dict | None = None) -> list[str]:
     """Problems with an artifact's task metrics against PyTorch's, under one precision's rule.
+    A rule's optional "min_tensor" ({field: lowest value}) also bounds fields of the family's
+    tensor parity (`tensor`, from ModelFamily.output_parity), e.g. a generator's PSNR to PyTorch.
 
     Without "better", the rule bounds |delta| both ways: fp32 is a parity check, and an artifact
     that beats PyTorch is as wrong as one that trails it. With "better" ("higher" or "lower"), it
@@ -50,6 +52,12 @@ def check_tolerance(task: dict, reference: dict, rule: dict) -> list[str]:
         if "max_rel_delta" in rule and loss / reference[metric] > rule["max_rel_delta"]:
             problems.append(f"{metric} {task[metric]:.3f} vs PyTorch {reference[metric]:.3f} "
                             f"({what} {100 * loss / reference[metric]:.2f}% > {100 * rule['max_rel_delta']:.1f}%)")
+    for field, lowest in (rule.get("min_tensor") or {}).items():
+        if tensor is None or field not in tensor:
+            raise EdgecapError(f"manifest tolerances: min_tensor field {field!r} is not in the tensor parity "
+                               f"(it has {sorted(tensor or {})})")
+        if not tensor[field] >= lowest:
+            problems.append(f"tensor {field} {tensor[field]:.2f} against PyTorch < {lowest}")
     return problems
 
 
@@ -92,7 +100,7 @@ def _validate(run_dir, manifest, family, run, model, tgt, parity_samples: int, p
             row["device_vs_host"] = family.output_parity((out, host.run(x)) for out, x in outputs)
         if entry["precision"] not in manifest["tolerances"]:
             raise EdgecapError(f"manifest tolerances have no rule for precision {entry['precision']!r}")
-        problems = check_tolerance(row["task"], ref_task, manifest["tolerances"][entry["precision"]])
+        problems = check_tolerance(row["task"], ref_task, manifest["tolerances"][entry["precision"]], row["tensor"])
         row["status"] = "fail" if problems else "pass"
         row["problems"] = problems
         failures += [f"{entry['name']}: {p}" for p in problems]

@@ -39,8 +39,9 @@ def _trunk(width: int) -> nn.Sequential:
 
 
 class Judges(nn.Module):
-    def __init__(self, landmarks: int, identity_params: int, width: int = 16):
+    def __init__(self, landmarks: int, identity_params: int, width: int = 16, eyes: tuple[int, int] = (0, 1)):
         super().__init__()
+        self.num_landmarks, self.eyes = landmarks, tuple(eyes)  # eyes: the interocular distance's landmarks
         self.landmark_net = nn.Sequential(_trunk(width), nn.Linear(8 * width, 2 * landmarks))
         self.identity_net = nn.Sequential(_trunk(width), nn.Linear(8 * width, identity_params))
         self.register_buffer("param_mean", torch.zeros(identity_params))
@@ -67,12 +68,15 @@ def _batches(images: np.ndarray, size: int = 256):
 
 
 def train_judges(images: np.ndarray, landmarks: np.ndarray, identity: np.ndarray, steps: int = 600,
-                 batch_size: int = 64, seed: int = 0, width: int = 16) -> Judges:
-    """images (N, 3, S, S) in [0, 1]; landmarks (N, L, 3) px with visibility; identity (N, P)."""
+                 batch_size: int = 64, seed: int = 0, width: int = 16, eyes: tuple[int, int] = (0, 1),
+                 masks: np.ndarray | None = None) -> Judges:
+    """images (N, 3, S, S) in [0, 1]; landmarks (N, L, 3) px with visibility; identity (N, P);
+    masks (N, S, S) foreground: when given, half of each batch has its background removed, as in
+    the model's outputs, so the judges read both."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     size = images.shape[-1]
-    judges = Judges(landmarks.shape[1], identity.shape[1], width)
+    judges = Judges(landmarks.shape[1], identity.shape[1], width, eyes)
     mean, std = identity.mean(0), identity.std(0) + 1e-6
     judges.param_mean.copy_(torch.from_numpy(mean).float())
     judges.param_std.copy_(torch.from_numpy(std).float())
@@ -86,6 +90,10 @@ def train_judges(images: np.ndarray, landmarks: np.ndarray, identity: np.ndarray
             group["lr"] = 2e-3 * 0.5 * (1 + np.cos(np.pi * step / steps))
         idx = torch.from_numpy(rng.integers(0, len(images), batch_size))
         x = torch.from_numpy(np.ascontiguousarray(images[idx.numpy()], dtype=np.float32))
+        if masks is not None:
+            cut = torch.from_numpy(masks[idx.numpy()][:, None].astype(np.float32))
+            keep = torch.from_numpy(rng.random(batch_size) < 0.5).view(-1, 1, 1, 1)
+            x = torch.where(keep, x, x * cut)
         lm = judges.landmark_net(x).view(batch_size, -1, 2)
         loss = (F.smooth_l1_loss(lm, target_lm[idx], reduction="none", beta=0.01) * visible[idx]).mean()  # seen only
         loss = loss + F.mse_loss(judges.identity_net(x), target_id[idx])
@@ -96,19 +104,22 @@ def train_judges(images: np.ndarray, landmarks: np.ndarray, identity: np.ndarray
 
 
 def cached_judges(key: dict, make_training_set, landmarks: int, identity_params: int, steps: int = 600,
-                  width: int = 16) -> Judges:
+                  width: int = 16, eyes: tuple[int, int] = (0, 1)) -> Judges:
     """The judges for a data config (`key`, JSON-able), trained on `make_training_set()` ->
-    (images, landmarks, identity) the first time and read from the cache after."""
+    (images, landmarks, identity[, masks]) the first time and read from the cache after."""
     from edgecap.core.weights import load_weights, save_weights
 
-    spec = {**key, "steps": steps, "width": width, "landmarks": landmarks, "identity_params": identity_params}
+    spec = {**key, "steps": steps, "width": width, "landmarks": landmarks, "identity_params": identity_params,
+            "eyes": list(eyes), "version": 2}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"{digest}.safetensors"
     if path.exists():
-        judges = Judges(landmarks, identity_params, width)
+        judges = Judges(landmarks, identity_params, width, eyes)
         load_weights(path, judges)  # a corrupt cache file is named in a one-line error
         return judges.eval()
-    judges = train_judges(*make_training_set(), steps=steps, width=width)
+    images, marks, identity, *masks = make_training_set()
+    judges = train_judges(images, marks, identity, steps=steps, width=width, eyes=eyes,
+                          masks=masks[0] if masks else None)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_weights(path, judges, {"spec": json.dumps(spec)})
     return judges

@@ -73,3 +73,65 @@ def generator_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
 
 def feature_matching(fake_feats: list[torch.Tensor], real_feats: list[torch.Tensor]) -> torch.Tensor:
     return sum((f - r.detach()).abs().mean() for f, r in zip(fake_feats, real_feats)) / len(fake_feats)
+
+
+class VGGFeatures(torch.nn.Module):
+    """VGG-19's convolutional layers (torchvision's `features.<i>` key names), returning the
+    activations after relu1_2, relu2_2, relu3_4 and relu4_4 for the perceptual loss. Weights come
+    only from a user's safetensors file: nothing is downloaded."""
+
+    LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512)
+    TAPS = (3, 8, 17, 26)  # indices in `features` of the ReLUs whose outputs are compared
+
+    def __init__(self):
+        super().__init__()
+        layers, cin = [], 3
+        for item in self.LAYOUT:
+            if item == "M":
+                layers.append(torch.nn.MaxPool2d(2, 2))
+            else:
+                layers += [torch.nn.Conv2d(cin, item, 3, padding=1), torch.nn.ReLU()]
+                cin = item
+        self.features = torch.nn.Sequential(*layers)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+
+    @classmethod
+    def from_file(cls, path):
+        """The feature layers of a VGG-19 state dict saved with safetensors (extra keys, such as
+        the classifier's, are ignored; a missing or misshapen feature weight is named)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from edgecap import EdgecapError
+
+        try:
+            state = load_file(str(path))
+        except (OSError, SafetensorError) as e:
+            raise EdgecapError(f"{path}: not a readable safetensors file of VGG-19 weights ({e})") from None
+        vgg = cls()
+        own = {k: v for k, v in vgg.state_dict().items() if k.startswith("features.")}
+        for key, tensor in own.items():
+            if key not in state:
+                raise EdgecapError(f"{path}: no tensor {key!r}; expected torchvision VGG-19 key names "
+                                   "(features.0.weight, ...)")
+            if tuple(state[key].shape) != tuple(tensor.shape):
+                raise EdgecapError(f"{path}: {key} has shape {tuple(state[key].shape)}, VGG-19 has {tuple(tensor.shape)}")
+        vgg.load_state_dict({k: state[k].float() for k in own}, strict=False)
+        return vgg.eval()
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        x, taps = (image - self.mean) / self.std, []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.TAPS:
+                taps.append(x)
+        return taps
+
+
+def perceptual(vgg: VGGFeatures, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between VGG-19 features of the output and of the target (images in [0, 1])."""
+    with torch.no_grad():
+        ref = vgg(target)
+    return sum((a - b).abs().mean() for a, b in zip(vgg(image), ref)) / len(ref)

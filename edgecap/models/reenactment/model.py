@@ -18,7 +18,7 @@ external affine parameters), and upsampling is nearest-neighbour by a fixed fact
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -40,15 +40,39 @@ class ReenactmentConfig:
     pose_width: int = 8  # mobile pose encoder: channels of its first stage
     generator_width: int = 128  # generator channels at 4x4 (halved per upsampling, at least 16)
     mlp_hidden: int = 256  # the AdaIN-parameter MLP
+    # "small": the MobileNetV2-like pose encoder; "as_identity": the identity encoder's architecture
+    # (the disentanglement ablation: a pose encoder as large as the identity encoder)
+    pose_encoder: str = "small"
+    identity_frames: int = 8  # K frames averaged into the identity (training and the exported graph)
+    # Training (losses.py): identity-changing augmentation of the pose encoder's input (0 = off,
+    # the other ablation), and the loss weights.
+    pose_augmentation: float = 1.0
+    ssim_weight: float = 1.0
+    dice_weight: float = 1.0
+    adversarial_weight: float = 0.05
+    feature_matching_weight: float = 1.0
+    discriminator_width: int = 32
+    # Optional perceptual loss: VGG-19 weights as a safetensors file (torchvision's key names).
+    vgg_weights: str = ""
+    perceptual_weight: float = 0.1
 
     def validate(self) -> None:
         if self.name not in ("mobile", "paper"):
             raise EdgecapError(f"model.name must be 'mobile' or 'paper', got {self.name!r}")
+        if self.pose_encoder not in ("small", "as_identity"):
+            raise EdgecapError(f"model.pose_encoder must be 'small' or 'as_identity', got {self.pose_encoder!r}")
         if self.image_size < 16 or self.image_size & (self.image_size - 1):
             raise EdgecapError(f"model.image_size must be a power of two >= 16, got {self.image_size}")
-        for field in ("identity_dim", "pose_dim", "identity_width", "pose_width", "generator_width", "mlp_hidden"):
+        for field in ("identity_dim", "pose_dim", "identity_width", "pose_width", "generator_width", "mlp_hidden",
+                      "discriminator_width"):
             if not 1 <= getattr(self, field) <= 8192:
                 raise EdgecapError(f"model.{field} must be in [1, 8192], got {getattr(self, field)}")
+        if not 1 <= self.identity_frames <= 64:
+            raise EdgecapError(f"model.identity_frames must be in [1, 64], got {self.identity_frames}")
+        for field in ("pose_augmentation", "ssim_weight", "dice_weight", "adversarial_weight",
+                      "feature_matching_weight", "perceptual_weight"):
+            if not 0 <= getattr(self, field) <= 100:  # NaN fails too
+                raise EdgecapError(f"model.{field} must be in [0, 100], got {getattr(self, field)}")
 
 
 PRESETS = {
@@ -116,6 +140,8 @@ class ResidualBlock(nn.Module):
 
 
 def build_pose_encoder(cfg: ReenactmentConfig) -> Encoder:
+    if cfg.pose_encoder == "as_identity":
+        return build_identity_encoder(replace(cfg, identity_dim=cfg.pose_dim))
     if cfg.name == "paper":
         return Encoder(mobilenet_v2(), 320, cfg.pose_dim)
     body, channels = _mobile_pose_body(cfg.pose_width)
@@ -185,6 +211,14 @@ class Generator(nn.Module):
         return torch.sigmoid(out[:, :3]), torch.sigmoid(out[:, 3:])
 
 
+class Compose(nn.Module):
+    """image = rgb x mask. Its own module so that int8 paths can keep it float: an int8 product of
+    two [0, 1] images would put quantization steps into every output pixel."""
+
+    def forward(self, rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return rgb * mask
+
+
 class Reenactment(nn.Module):
     """The three networks. forward(driver, identity) is the per-frame graph: the identity
     embedding is an input (computed once per avatar by `identity_encoder`)."""
@@ -196,16 +230,20 @@ class Reenactment(nn.Module):
         self.identity_encoder = build_identity_encoder(cfg)
         self.pose_encoder = build_pose_encoder(cfg)
         self.generator = Generator(cfg)
+        self.compose = Compose()
 
     def embed_identity(self, frames: torch.Tensor) -> torch.Tensor:
         """frames (N, K, 3, S, S) -> (N, D_id), the mean over the K frames."""
-        n, k = frames.shape[:2]
-        return self.identity_encoder(frames.flatten(0, 1)).view(n, k, -1).mean(1)
+        return mean_identity(self.identity_encoder, frames)
 
     def forward(self, driver: torch.Tensor, identity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """driver (N, 3, S, S), identity (N, D_id) -> (image = rgb x mask, mask)."""
-        rgb, mask = self.generator(identity, self.pose_encoder(driver))
-        return rgb * mask, mask
+        return self.render(identity, self.pose_encoder(driver))
+
+    def render(self, identity: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(identity, pose embeddings) -> (image = rgb x mask, mask)."""
+        rgb, mask = self.generator(identity, pose)
+        return self.compose(rgb, mask), mask
 
 
 class Discriminator(nn.Module):
@@ -229,3 +267,99 @@ class Discriminator(nn.Module):
             x = block(x)
             feats.append(x)
         return self.logits(x), feats
+
+
+# -- the deployable graphs (edgecap.models.reenactment.family's layouts) ---------------------------
+# Each holds only the networks it runs, under the same names as Reenactment's, so a float-module
+# path ("compose") means the same module in every part that has it.
+
+class WholeModel(nn.Module):
+    """(identity_frames (N, K, 3, S, S), driver (N, 3, S, S)) -> (image, mask): the identity encoder
+    on every call. The reference every layout is checked against; apps use the parts."""
+
+    def __init__(self, net: Reenactment):
+        super().__init__()
+        self.cfg = net.cfg
+        self.identity_encoder, self.pose_encoder = net.identity_encoder, net.pose_encoder
+        self.generator, self.compose = net.generator, net.compose
+
+    def forward(self, identity_frames: torch.Tensor, driver: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, mask = self.generator(mean_identity(self.identity_encoder, identity_frames), self.pose_encoder(driver))
+        return self.compose(rgb, mask), mask
+
+
+def mean_identity(encoder: nn.Module, frames: torch.Tensor) -> torch.Tensor:
+    """frames (N, K, 3, S, S) -> (N, D_id), the encoder's embeddings averaged over the K frames."""
+    n, k = frames.shape[:2]
+    return encoder(frames.flatten(0, 1)).view(n, k, -1).mean(1)
+
+
+class IdentityEncoderPart(nn.Module):
+    """identity_frames (1, K, 3, S, S) -> identity (1, D_id): once per avatar."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.identity_encoder = net.identity_encoder
+
+    def forward(self, identity_frames: torch.Tensor) -> torch.Tensor:
+        return mean_identity(self.identity_encoder, identity_frames)
+
+
+class PoseEncoderPart(nn.Module):
+    """driver (1, 3, S, S) -> pose (1, D_pose): per frame, on the capturing device."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.pose_encoder = net.pose_encoder
+
+    def forward(self, driver: torch.Tensor) -> torch.Tensor:
+        return self.pose_encoder(driver)
+
+
+class GeneratorPart(nn.Module):
+    """(identity, pose) -> (image, mask): per frame, on the rendering device."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.generator, self.compose = net.generator, net.compose
+
+    def forward(self, identity: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, mask = self.generator(identity, pose)
+        return self.compose(rgb, mask), mask
+
+
+class PerFramePart(nn.Module):
+    """(driver, identity) -> (image, mask): pose encoder and generator fused into one graph."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.pose_encoder, self.generator, self.compose = net.pose_encoder, net.generator, net.compose
+
+    def forward(self, driver: torch.Tensor, identity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, mask = self.generator(identity, self.pose_encoder(driver))
+        return self.compose(rgb, mask), mask
+
+
+class AvatarPart(PerFramePart):
+    """driver -> (image, mask) for one avatar: its identity embedding folded into the graph as a
+    constant (a per-avatar artifact; the MLP still sees [identity, pose], the constant half fixed)."""
+
+    def __init__(self, net: nn.Module, identity: torch.Tensor):
+        super().__init__(net)
+        self.register_buffer("identity", identity.detach().reshape(1, -1).clone())
+
+    def forward(self, driver: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return super().forward(driver, self.identity.expand(driver.shape[0], -1))
+
+
+def fold_for_export(net: Reenactment) -> Reenactment:
+    """An eval-mode copy with every BatchNorm folded into its convolution."""
+    import copy
+
+    from edgecap.models.fold import fold_batchnorm, unfolded_batchnorms
+
+    folded = fold_batchnorm(copy.deepcopy(net).eval())
+    left = unfolded_batchnorms(folded)
+    if left:
+        raise EdgecapError(f"reenactment export form: BatchNorm not folded at {left}")
+    return folded
