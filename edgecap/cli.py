@@ -330,9 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("evaluate", cmd_evaluate, "Task metrics of the trained PyTorch model on the validation set "
                                        "(evaluate.json), or on one of the family's extra evaluation sets (--on).")
     sp.add_argument("--on", metavar="SET", help="an extra evaluation set, e.g. lifting: real-motion (real mocap "
-                                                "clips; fetch them once with `make real-motion`)")
-    sp.add_argument("--cache", help="real-motion: the cache folder (default ~/.cache/edgecap/real-motion or "
-                                    "$EDGECAP_REAL_MOTION)")
+                                                "clips; fetch them once with `make real-motion`); reenactment: "
+                                                "real-faces (`make face-assets`)")
+    sp.add_argument("--cache", help="the set's cache folder: real-motion ~/.cache/edgecap/real-motion or "
+                                    "$EDGECAP_REAL_MOTION; reenactment's real-faces ~/.cache/edgecap/face-assets or "
+                                    "$EDGECAP_FACE_ASSETS (the defaults)")
     sp.add_argument("--noise", action="store_true", help="real-motion: detector-like 2D noise (default exact 2D)")
     sp.add_argument("--cameras", type=int, default=None, help="real-motion: virtual cameras per clip (default 16)")
 

@@ -46,6 +46,25 @@ def load_trained_model(run_dir: Path, expect_family: str | None = None) -> tuple
     return family, run, model.eval()
 
 
+def eager_runner(run_dir: Path, inputs: dict, layout: str = "whole", threads: int | None = None) -> Runner:
+    """The run's PyTorch model (its export form) as a Runner with the whole model's inputs: one
+    graph for "whole", else the layout's parts, each eager, composed by the family as its artifacts
+    are. `inputs` (one whole-model input) give each part's output shapes."""
+    from edgecap.core.parts import parts_spec
+    from edgecap.core.runner import TorchRunner
+
+    family, run, model = load_trained_model(run_dir)
+    form = family.export_form(model)
+    names, outs = list(family.input_spec(run.model)), family.output_names(run.model)
+    if layout == "whole":
+        return TorchRunner(form, names, outs, threads)
+    parts = family.parts(form, run.model, layout)
+    feeds = family.part_inputs(parts, [inputs])
+    spec = parts_spec(layout, "pytorch", parts, outs, {p.name: feeds[p.name][0] for p in parts}, "", names)
+    return family.compose(layout, {p.name: TorchRunner(p.module, p.input_names, p.output_names, threads)
+                                   for p in parts}, spec)
+
+
 def derive_run(source: Path, out: Path, overrides: list[str]) -> dict:
     """A new run directory with the source run's trained weights under a changed config, e.g.
     `model.input_size=512` to export a model trained at input 320 at 512. Only settings that leave

@@ -83,6 +83,8 @@ def _family_and_part_names() -> set[str]:
 
 
 GENERIC = ["core", "backends", "targets", "stages", "runs.py"]  # what serves every family
+# Library identifiers that contain a part's name (numpy's rng.bit_generator holds "generator").
+LIBRARY_IDENTIFIERS = ("bit_generator",)
 
 
 def test_no_generic_package_names_a_family_or_part():
@@ -91,6 +93,8 @@ def test_no_generic_package_names_a_family_or_part():
     paths = [p for g in GENERIC for p in ([ROOT / g] if g.endswith(".py") else sorted((ROOT / g).rglob("*.py")))]
     for path in paths:
         text = path.read_text()
+        for identifier in LIBRARY_IDENTIFIERS:
+            text = text.replace(identifier, "")
         for name in names:  # as a word of its own or of an identifier (parsing_rcnn_int8 too)
             hit = re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", text)
             assert not hit, f"{path.relative_to(ROOT)} names {name!r}: ...{text[hit.start() - 40:hit.end() + 40]}..."

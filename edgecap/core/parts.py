@@ -1,7 +1,7 @@
 """Deployable parts, and the on-disk form of a multi-part artifact.
 
 A family deploys a model as one graph ("whole") or as several parts (e.g. one graph per image and
-one per person found; or an encoder run once per user and a generator run per frame). A multi-part artifact
+one per person found; or an encoder run once per user and a decoder run per frame). A multi-part artifact
 is a folder with one file per part in one format, plus `parts.json`:
 
     {"layout": "...", "format": "onnx", "inputs": [whole-model inputs], "outputs": [whole-model outputs],

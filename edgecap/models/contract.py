@@ -66,6 +66,8 @@ class FamilyFacts:
     batchable: bool = True  # False: the graph takes exactly one input row
     qat_lr: float = 2e-5
     qat_objective: str = "task"  # what QAT fine-tunes against (recorded in quant.json)
+    # How the metrics are measured, where the report should say it (judging networks, pairs...).
+    metric_notes: str = ""
     # `key=value` overrides for a seconds-scale run (tiny model and data): smoke tests, the
     # generic family tests, and a first look before the real run.
     quick_overrides: tuple[str, ...] = ()
@@ -160,8 +162,9 @@ class ModelFamily(abc.ABC):
 
     def training_phases(self, model: torch.nn.Module, run: Any) -> list[TrainingPhase]:
         """The optimizer steps of one training iteration, in order, each on the same batch. One
-        phase over every parameter by default; an adversarial family has two (discriminator,
-        then generator), each with its own optimizer, stepped alternately."""
+        phase over every parameter by default; an adversarial family has two (its model, then its
+        discriminator on the model's detached output), each with its own optimizer, stepped
+        alternately. The first phase's loss is the one the training log and progress bar show."""
         return [TrainingPhase("model", list(model.parameters()))]
 
     def phase_loss(self, module: torch.nn.Module, batch: Any, device: torch.device, phase: str,

@@ -17,6 +17,7 @@ import numpy as np
 from edgecap import EdgecapError
 from edgecap.backends import format_of
 from edgecap.core.io import atomic_path, load_arrays, size_of, write_json
+from edgecap.models.contract import WHOLE
 from edgecap.runs import load_manifest, load_run, verify_artifact
 from edgecap.targets import get_target
 from edgecap.targets.base import BenchOptions, TargetInterrupted
@@ -52,14 +53,18 @@ def _bench_run(run_dir, manifest, family, run, tgt, threads, min_runs, min_secon
                           family.calibration_inputs(family.load_data(run, "val"), 1, seed=2)[0])
     device = tgt.device_facts()  # before timing: the load the measurements started under
     subjects, skipped = [], []
-    if tgt.host_extras:
-        subjects.append({"kind": "eager", "name": EAGER, "run_dir": str(run_dir), "format": "pytorch",
-                         "precision": "fp32", "size_bytes": (run_dir / "model.safetensors").stat().st_size, **names})
+    if tgt.host_extras:  # PyTorch eager: the whole graph, and each exported multi-part layout composed alike
+        size = (run_dir / "model.safetensors").stat().st_size
+        layouts = sorted({a.get("layout", WHOLE) for a in manifest["artifacts"]} - {WHOLE})
+        subjects += [{"kind": "eager", "name": eager_name(layout), "run_dir": str(run_dir), "layout": layout,
+                      "format": "pytorch", "precision": "fp32", "size_bytes": size, **names}
+                     for layout in [WHOLE] + layouts]
     for entry in manifest["artifacts"]:
         if not entry.get("runnable_here", True):
             skipped.append({"name": entry["name"], "reason": "; ".join(entry.get("notes", [])) or "not runnable here"})
             continue
         subject = {"kind": "artifact", "name": entry["name"], "path": str(verify_artifact(run_dir, entry)),
+                   "layout": entry.get("layout", WHOLE),
                    "family": family.name, "format": entry["format"], "precision": entry["precision"],
                    "size_bytes": entry["size_bytes"], "sha256": entry["sha256"], **names}
         why = tgt.unsupported(subject)
@@ -91,7 +96,7 @@ def _bench_run(run_dir, manifest, family, run, tgt, threads, min_runs, min_secon
                                             "end_to_end": [], "noise": noise(device, device, rows)})
         raise
     rows = _rows(work, results)
-    _add_ratios(rows, [EAGER] if tgt.host_extras else [], [r["name"] for r in references])
+    _add_ratios(rows, tgt.host_extras, [r["name"] for r in references])
     for r in rows:  # delegation facts the exporter recorded
         entry = next((a for a in manifest["artifacts"] if a["name"] == r["name"]), None)
         if entry:
@@ -130,6 +135,7 @@ def _rows(work: list[tuple[dict, int]], results: list[dict | None]) -> list[dict
             continue
         size = s["size_bytes"] if "size_bytes" in s else 4 * result["params"]
         rows.append({"name": s["name"], "format": s["format"], "precision": s["precision"], "threads": t,
+                     "layout": s.get("layout", WHOLE),
                      "size_bytes": size, **({"sha256": s["sha256"]} if "sha256" in s else {}), **result})
     return rows
 
@@ -228,12 +234,21 @@ def _check_npz(path: Path, shapes: dict) -> None:
         check_named_arrays(arrays, s, f"--inputs {path} for {model.name}")
 
 
-def _add_ratios(rows: list[dict], eager: list[str], references: list[str]) -> None:
-    """Speed and size ratios against the eager row and each reference, at the same thread count."""
+def eager_name(layout: str) -> str:
+    """The eager row of a layout: pytorch_fp32 for the whole graph, pytorch_fp32_<layout> else."""
+    return EAGER if layout == WHOLE else f"{EAGER}_{layout}"
+
+
+def _add_ratios(rows: list[dict], with_eager: bool, references: list[str]) -> None:
+    """Speed and size ratios against PyTorch eager of the same layout (when timed) and each
+    reference, at the same thread count."""
     for r in rows:
+        eager = [eager_name(r.get("layout", WHOLE))] if with_eager else []
         for base_name, speed_key in [(n, "speedup_vs_pytorch") for n in eager] + \
                                     [(n, f"speedup_vs_{n}") for n in references]:
-            base = next(x for x in rows if x["name"] == base_name and x["threads"] == r["threads"])
+            base = next((x for x in rows if x["name"] == base_name and x["threads"] == r["threads"]), None)
+            if base is None:
+                continue
             r[speed_key] = base["p50_ms"] / r["p50_ms"]
             if base_name in references:
                 r[f"smaller_than_{base_name}"] = base["size_bytes"] / r["size_bytes"]
@@ -346,6 +361,7 @@ def format_table(report: dict) -> str:
     for s in report["skipped"]:
         lines.append(f"{s['name']:<28} skipped: {s['reason']}")
     lines.append("latencies in ms per inference (batch 1); spread = max-min of the per-round p50s over p50; "
+                 "x eager = against PyTorch eager of the same layout; "
                  "peak MB = process peak RSS, +load MB = above the RSS before loading; - = not reported")
     lines += device_notes(report, by_name, threads)
     lines += [f"warning: {w}" for w in report.get("noise", {}).get("warnings", [])]

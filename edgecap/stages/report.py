@@ -270,6 +270,16 @@ def _training_rows(tr: dict) -> list[tuple[str, dict]]:
     return rows + list(tr.get("baselines", {}).items())
 
 
+def _metric_notes(family_name: str) -> str:
+    """How the family measures its metrics (FamilyFacts.metric_notes), or ""."""
+    from edgecap.models import get_family
+
+    try:
+        return get_family(family_name).facts.metric_notes
+    except EdgecapError:  # a run of a family this edgecap does not know: report without the note
+        return ""
+
+
 def _markdown(report: dict, plots: list[str]) -> str:
     run = report["run"]
     out = [f"# edgecap report: {run['family']}", ""]
@@ -280,9 +290,9 @@ def _markdown(report: dict, plots: list[str]) -> str:
                 "|---|" + "---|" * sum(isinstance(v, float) for v in tr["val"].values())]
         keys = [k for k, v in tr["val"].items() if isinstance(v, float)]
         for name, m in _training_rows(tr):
-            out.append(f"| {name} | " + " | ".join(f"{m[k]:.2f}" if isinstance(m.get(k), float) else "" for k in keys)
+            out.append(f"| {name} | " + " | ".join(f"{m[k]:.3g}" if isinstance(m.get(k), float) else "" for k in keys)
                        + " |")
-        out.append("")
+        out += ["", _metric_notes(run["family"]), ""] if _metric_notes(run["family"]) else [""]
     for result in report.get("evaluations", []):
         stale = f" STALE: {result['stale']}." if result.get("stale") else ""
         out += [f"## Evaluation: {result['set']}", "", f"{result.get('description', '')}.{stale}", "", "```",
@@ -352,6 +362,8 @@ def _html(report: dict, plots: dict[str, bytes]) -> str:
         out += [f"<h2>Training</h2><p>{tr['steps']} steps on {e(tr['device'])}.</p>"]
         out += table(["model"] + keys, [[f"<td>{e(name)}</td>"] + [num(m.get(k)) for k in keys]
                                         for name, m in _training_rows(tr)])
+        if _metric_notes(run["family"]):
+            out.append(f"<p>{e(_metric_notes(run['family']))}</p>")
     for result in report.get("evaluations", []):
         cls = " class='stale'" if result.get("stale") else ""
         out += [f"<h2>Evaluation: {e(result['set'])}</h2><p{cls}>{e(result.get('description', ''))}."

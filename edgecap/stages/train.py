@@ -1,6 +1,6 @@
 """The training loop every family shares: AdamW, warm-up + cosine LR, periodic evaluation,
 atomic checkpoints, resume from the newest one, CUDA mixed precision and DDP under torchrun.
-A family with several training phases (a GAN's discriminator and generator) gets one AdamW per
+A family with several training phases (a GAN's two networks) gets one AdamW per
 phase, stepped in the phases' order on each batch (ModelFamily.training_phases)."""
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def _train(family, run_cfg, run_dir: Path, ctx: distributed.Context, progress: b
                                    "lower train.lr")
             phase_losses[phase.name].append(loss.item())
         scaler.update()
-        losses.append(loss.item())  # the last phase's (the generator's, for an adversarial family)
+        losses.append(phase_losses[phases[0].name][-1])  # the first phase's: the model's own loss
         step += 1
         bar.update(1)
         if step % 20 == 0 or step == 1:  # the load beside the ETA: a slow ETA on a busy machine says why

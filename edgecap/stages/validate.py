@@ -25,7 +25,7 @@ class ValidationFailed(EdgecapError):
 def check_tolerance(task: dict, reference: dict, rule: dict, tensor: dict | None = None) -> list[str]:
     """Problems with an artifact's task metrics against PyTorch's, under one precision's rule.
     A rule's optional "min_tensor" ({field: lowest value}) also bounds fields of the family's
-    tensor parity (`tensor`, from ModelFamily.output_parity), e.g. a generator's PSNR to PyTorch.
+    tensor parity (`tensor`, from ModelFamily.output_parity), e.g. an output image's PSNR to PyTorch's.
 
     Without "better", the rule bounds |delta| both ways: fp32 is a parity check, and an artifact
     that beats PyTorch is as wrong as one that trails it. With "better" ("higher" or "lower"), it
@@ -114,31 +114,43 @@ def _validate(run_dir, manifest, family, run, model, tgt, parity_samples: int, p
     return report
 
 
+def _gated_fields(tolerances: dict) -> list[str]:
+    """Tensor-parity fields some precision's rule bounds (min_tensor), shown beside max|diff|."""
+    return sorted({k for rule in tolerances.values() for k in (rule.get("min_tensor") or {})})
+
+
 def format_table(report: dict) -> str:
     ref = report["reference"]["task"]
     metrics = report["tolerances"]["fp32"]["metrics"]
-    head = "".join(f"{m.removesuffix('_mm'):>12}" for m in metrics)
+    widths = [max(12, len(m.removesuffix("_mm")) + 2) for m in metrics]
+    w = max([26] + [len(r["name"]) + 1 for r in report["artifacts"]])
+
+    def cells(values: dict) -> str:
+        return "".join(f"{values[m]:{n}.3f}" for m, n in zip(metrics, widths))
+
+    head = "".join(f"{m.removesuffix('_mm'):>{n}}" for m, n in zip(metrics, widths))
     lines = [f"target: {report.get('target', 'host')}" + (f" ({report['device'].get('manufacturer', '')} "
                                                           f"{report['device'].get('model', '')})"
                                                           if report.get("target", "host") != "host" else ""),
-             f"{'artifact':<26} {'status':<8}{head} {'delta ' + metrics[0].removesuffix('_mm'):>14} {'max|diff|':>10} {'cosine':>9}",
-             f"{'pytorch_fp32 (reference)':<26} {'':<8}" + "".join(f"{ref[m]:12.3f}" for m in metrics)]
+             f"{'artifact':<{w}} {'status':<8}{head} {'delta ' + metrics[0].removesuffix('_mm'):>14} {'max|diff|':>10} {'cosine':>9}",
+             f"{'pytorch_fp32 (reference)':<{w}} {'':<8}" + cells(ref)]
     for r in report["artifacts"]:
         if r.get("stale"):
-            lines.append(f"{r['name']:<26} STALE    {r['stale']}")
+            lines.append(f"{r['name']:<{w}} STALE    {r['stale']}")
             continue
         if r["status"] == "skipped":
-            lines.append(f"{r['name']:<26} skipped  {r['reason']}")
+            lines.append(f"{r['name']:<{w}} skipped  {r['reason']}")
             continue
         t, p = r["task"], r["tensor"]
         parity = (f" {p['max_abs_diff']:10.2e} {p['cosine']:9.6f}" if "cosine" in p
                   else "  " + ", ".join(f"{k} {v:.3g}" for k, v in p.items() if k != "samples"))
-        lines.append(f"{r['name']:<26} {r['status']:<8}" + "".join(f"{t[m]:12.3f}" for m in metrics)
+        parity += "".join(f"  {k} {p[k]:.1f}" for k in _gated_fields(report["tolerances"]) if k in p)
+        lines.append(f"{r['name']:<{w}} {r['status']:<8}" + cells(t)
                      + f" {t[metrics[0]] - ref[metrics[0]]:+14.3f}" + parity)
         if "host_task" in r:  # on a device: the same artifact on this machine
             h, d = r["host_task"], r["device_vs_host"]
             same = (f"max|diff| {d['max_abs_diff']:.2e}, cosine {d['cosine']:.6f}" if "cosine" in d
                     else ", ".join(f"{k} {v:.3g}" for k, v in d.items() if k != "samples"))
-            lines.append(f"{'  same file on the host':<26} {'':<8}" + "".join(f"{h[m]:12.3f}" for m in metrics)
+            lines.append(f"{'  same file on the host':<{w}} {'':<8}" + cells(h)
                          + f" {t[metrics[0]] - h[metrics[0]]:+14.3f}  device vs host: {same}")
     return "\n".join(lines)

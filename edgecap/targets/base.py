@@ -2,7 +2,8 @@
 
 A *subject* is what a target measures, as a plain dict:
     {"kind": "artifact", "name", "path", "family" (optional), "input_names", "output_names"}
-    {"kind": "eager", "name", "run_dir"}                  the run's PyTorch model (host extra)
+    {"kind": "eager", "name", "run_dir", "layout" (optional)}  the run's PyTorch model (host extra),
+                                                          or a layout's parts eager, composed
     {"kind": "reference", "name", "family", "reference"}  another model of the family (host extra)
 plus, for an end-to-end measurement, "scene": a file the family's `end_to_end` step reads.
 """

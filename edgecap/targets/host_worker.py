@@ -55,11 +55,11 @@ def load(job: dict):
         model = family.build_reference(subject["reference"])
         facts["params"] = sum(p.numel() for p in model.parameters())
         runner = TorchRunner(family.export_form(model), subject["input_names"], subject["output_names"], job["threads"])
-    elif subject["kind"] == "eager":
-        from edgecap.runs import load_trained_model
+    elif subject["kind"] == "eager":  # the run's model, one graph or a layout's parts composed
+        from edgecap.runs import eager_runner, load_run
 
-        family, run, model = load_trained_model(subject["run_dir"])
-        runner = TorchRunner(family.export_form(model), subject["input_names"], subject["output_names"], job["threads"])
+        family, _ = load_run(subject["run_dir"])
+        runner = eager_runner(subject["run_dir"], inputs, subject.get("layout", "whole"), job["threads"])
     else:
         from edgecap.runs import open_artifact
 

@@ -33,3 +33,13 @@ def test_budget_rule_for_an_error_metric_counts_an_increase_as_the_loss():
 def test_unknown_direction_is_refused_with_the_field_named():
     with pytest.raises(EdgecapError, match="'better' must be 'higher' or 'lower', got 'up'"):
         check_tolerance({"ap": 0.5}, REF, {"metrics": ["ap"], "max_abs_delta": 0.01, "better": "up"})
+
+
+def test_min_tensor_bounds_a_field_of_the_tensor_parity():
+    rule = {"metrics": ["ap"], "max_abs_delta": 0.01, "min_tensor": {"psnr_db": 40.0}}
+    assert check_tolerance({"ap": 0.5}, REF, rule, {"psnr_db": 52.0}) == []
+    (problem,) = check_tolerance({"ap": 0.5}, REF, rule, {"psnr_db": 31.5})
+    assert problem == "tensor psnr_db 31.50 against PyTorch < 40.0"
+    assert check_tolerance({"ap": 0.5}, REF, rule, {"psnr_db": float("nan")})  # NaN fails
+    with pytest.raises(EdgecapError, match="min_tensor field 'psnr_db' is not in the tensor parity"):
+        check_tolerance({"ap": 0.5}, REF, rule, {"cosine": 1.0})

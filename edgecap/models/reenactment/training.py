@@ -74,3 +74,33 @@ class ReenactmentTraining(nn.Module):
 
     def generator_parameters(self) -> list[nn.Parameter]:
         return list(self.net.parameters())
+
+
+def finetune_identity(net: Reenactment, frames: torch.Tensor, masks: torch.Tensor, steps: int = 100,
+                      lr: float = 1e-2, ssim_weight: float = 1.0) -> tuple[torch.Tensor, list[float]]:
+    """Per-identity fine-tuning (the paper's last stage): the averaged identity embedding of
+    `frames` (K, 3, S, S) in [0, 1] becomes a trainable parameter and is fitted so that the
+    generator redraws each frame from its own pose, with `masks` (K, 1, S, S) removing the
+    background; the encoders and the generator stay frozen. Returns (embedding (1, D_id), the
+    loss at every step)."""
+    net.eval()
+    frozen = [p.requires_grad for p in net.parameters()]
+    net.requires_grad_(False)
+    try:
+        with torch.no_grad():
+            start = net.embed_identity(frames[None])
+            poses = net.pose_encoder(frames)
+        embedding = torch.nn.Parameter(start.clone())
+        optimizer = torch.optim.Adam([embedding], lr=lr)
+        history = []
+        for _ in range(steps):
+            image, mask = net.render(embedding.expand(len(frames), -1), poses)
+            loss = (losses.masked_reconstruction(image, frames, masks, ssim_weight) + losses.dice_loss(mask, masks))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            history.append(float(loss))
+    finally:
+        for p, flag in zip(net.parameters(), frozen):
+            p.requires_grad_(flag)
+    return embedding.detach(), history
