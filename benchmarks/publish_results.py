@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edgecap import EdgecapError
 from edgecap.core.io import read_json, write_json, write_text
+from edgecap.models import get_family
 from readme_markers import write_between
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,17 +41,22 @@ def collect(run: Path, command: str) -> dict:
     ref = validation["reference"]["task"]
     t1 = min(bench["threads"])
     speed = {r["name"]: r for r in bench["rows"] if r["threads"] == t1}
+    # PyTorch eager rows: the whole graph, and each multi-part layout composed the same way (bench.py)
+    eager = [{"name": "pytorch_fp32", "status": "reference", "task": ref, "layout": "whole"}]
+    eager += [{"name": f"pytorch_fp32_{layout}", "status": "reference", "task": ref, "layout": layout}
+              for layout in sorted(set(layouts.values()) - {"whole"}) if f"pytorch_fp32_{layout}" in speed]
     rows = []
-    for r in [{"name": "pytorch_fp32", "status": "reference", "task": ref}] + validation["artifacts"]:
+    for r in eager + validation["artifacts"]:
         b = speed.get(r["name"], {})
         rows.append({
-            "artifact": r["name"], "status": r["status"], "layout": layouts.get(r["name"], "whole"),
+            "artifact": r["name"], "status": r["status"], "layout": r.get("layout", layouts.get(r["name"], "whole")),
             **({m: r["task"][m] for m in metrics} if "task" in r else {}),
             **({"size_mb": b["size_bytes"] / 1e6, "p50_ms": b["p50_ms"], "fps": b["fps"],
                 "round_spread": b.get("round_spread"), "speedup_vs_pytorch": b.get("speedup_vs_pytorch")} if b else {}),
         })
     return {
         "family": model["family"], "command": command, "date": datetime.date.today().isoformat(),
+        "main_layout": get_family(model["family"]).facts.default_layouts[0],
         "device": bench.get("device", {}), "threads": t1, "metrics": metrics,
         "training": {"steps": model["steps"], "val": model["val"], "baselines": model.get("baselines", {})},
         "rows": rows, "failures": validation["failures"],
@@ -58,12 +64,13 @@ def collect(run: Path, command: str) -> dict:
 
 
 def markdown_table(result: dict, short: bool = False) -> list[str]:
-    """The family's artifact table; short (the README's): whole-graph artifacts that ran here."""
+    """The family's artifact table; short (the README's): the artifacts of the family's first
+    default layout (the whole graph for most) that ran here, with PyTorch eager of that layout."""
     metrics = result["metrics"]
     lines = [f"| artifact | status | {' | '.join(metrics)} | MB | p50 ms ({result['threads']}T) | x eager |",
              "|---|---|" + "---|" * (len(metrics) + 3)]
     for r in result["rows"]:
-        if short and (r["status"] == "skipped" or r.get("layout", "whole") != "whole"):
+        if short and (r["status"] == "skipped" or r.get("layout", "whole") != result.get("main_layout", "whole")):
             continue
         cells = [f"{r[m]:.3f}" if m in r else "" for m in metrics]
         speed = [f"{r['size_mb']:.2f}", f"{r['p50_ms']:.3f}", f"{r['speedup_vs_pytorch']:.2f}"] if "p50_ms" in r \

@@ -58,6 +58,47 @@ def part_macs(run_dir: Path) -> dict[str, int]:
             "layout_whole": macs["identity_encoder"] + per_frame}
 
 
+def folded_identity(run_dir: Path, out_dir: Path, rounds: int = 7, runs: int = 200) -> list[dict]:
+    """The per-frame graph with the identity embedding as an input against the same graph with one
+    avatar's embedding folded in as a constant (model.AvatarPart), fp32, exported by edgecap's
+    ONNX and LiteRT exporters and timed in turn (A B A B, `rounds` rounds, 1 thread, this process)."""
+    import time
+
+    import numpy as np
+
+    from edgecap.backends import get_exporter
+    from edgecap.backends.base import ExportRequest
+    from edgecap.models.reenactment.model import AvatarPart, PerFramePart
+    from edgecap.runs import open_artifact
+
+    family, run, model = load_trained_model(run_dir, "reenactment")
+    form = family.export_form(model)
+    x = family.calibration_inputs(family.load_data(run, "train"), 1, seed=0)[0]
+    with torch.no_grad():
+        identity = family.parts(form, run.model, "fused")[0].module(torch.from_numpy(x["identity_frames"]))
+    graphs = {"identity input": (PerFramePart(form), {"driver": x["driver"], "identity": identity.numpy()}),
+              "identity folded": (AvatarPart(form, identity), {"driver": x["driver"]})}
+    runners, rows = {}, []
+    for fmt, suffix in (("onnx", ".onnx"), ("tflite", ".tflite")):
+        for name, (module, inputs) in graphs.items():
+            path = out_dir / f"per_frame_{name.split()[1]}{suffix}"
+            get_exporter(fmt)(ExportRequest(module.eval(), inputs, ["image", "mask"], "fp32",
+                                            {"model": "reenactment", "variant": name}), path)
+            runners[fmt, name] = (open_artifact(path, threads=1), inputs)
+    times: dict = {key: [] for key in runners}
+    for _ in range(rounds):
+        for key, (runner, inputs) in runners.items():
+            for _ in range(10):
+                runner.run(inputs)
+            for _ in range(runs // rounds):
+                t0 = time.perf_counter()
+                runner.run(inputs)
+                times[key].append((time.perf_counter() - t0) * 1000)
+    for (fmt, name), values in times.items():
+        rows.append({"format": fmt, "variant": name, "p50_ms_1t": float(np.median(values)), "runs": len(values)})
+    return rows
+
+
 def speed_rows(run_dir: Path, macs: dict) -> list[dict]:
     bench = read_json(run_dir / "bench.json", "bench results")
     by_name: dict[str, dict] = {}
@@ -76,9 +117,13 @@ def speed_rows(run_dir: Path, macs: dict) -> list[dict]:
 
 
 def collect(run_dir: Path, ablations: dict[str, Path]) -> dict:
+    import tempfile
+
     model = read_json(run_dir / "model.json", "training record")
     validate = read_json(run_dir / "validate.json", "validation results")
     macs = part_macs(run_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        folded = folded_identity(run_dir, Path(tmp))
     parity = [{"name": a["name"], "status": a["status"], **({k: a["task"][k] for k in METRICS} if "task" in a else {}),
                **({"psnr_vs_pytorch_db": a["tensor"]["psnr_db"]} if "tensor" in a else {}),
                **({"reason": a["reason"]} if a["status"] == "skipped" else {})} for a in validate["artifacts"]]
@@ -91,7 +136,7 @@ def collect(run_dir: Path, ablations: dict[str, Path]) -> dict:
             "data": model["config"]["data"], "val": {k: model["val"][k] for k in METRICS},
             "baselines": {n: {k: b[k] for k in METRICS} for n, b in model["baselines"].items()},
             "reference": {k: validate["reference"]["task"][k] for k in METRICS}, "parity": parity,
-            "macs": macs, "speed": speed_rows(run_dir, macs), "ablation": ablation,
+            "macs": macs, "speed": speed_rows(run_dir, macs), "ablation": ablation, "folded_identity": folded,
             "bench_device": read_json(run_dir / "bench.json", "bench results").get("device", {})}
 
 
@@ -110,6 +155,11 @@ def print_tables(result: dict) -> list[str]:
     for r in result["speed"]:
         lines.append(f"| {r['name']} | {r['macs'] / 1e6:.1f} | {r['p50_ms_1t']:.3f} | {r.get('p50_ms_2t', float('nan')):.3f}"
                      f" | {r['fps_1t']:.0f} | {r['gflops_per_s_1t']:.2f} | {r.get('x_eager_1t', float('nan')):.2f} |")
+    lines += ["", "| per-frame graph, fp32, 1 thread | " + " | ".join(sorted({r["format"] for r in result["folded_identity"]}))
+              + " |", "|---|---|---|"]
+    for variant in ("identity input", "identity folded"):
+        cells = [f"{r['p50_ms_1t']:.3f} ms" for r in result["folded_identity"] if r["variant"] == variant]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -141,12 +141,16 @@ class FaceDataConfig:
     identities: int = 400  # synthetic: training people
     videos_per_identity: int = 2
     frames: int = 24
+    # frames per second of the synthetic videos: 24 frames at 3 fps span 8 s of talking and turning,
+    # as a training sample's frames come from a whole clip, not from one second of it
+    fps: float = 3.0
     val_identities: int = 16  # synthetic: validation people; folder: identities held out
     root: str = ""
     judge_steps: int = 1500  # training steps of the synthetic data's metric networks (cached per config)
 
     RANGES = {"seed": (0, 2**32 - 1), "identities": (2, 100_000), "videos_per_identity": (1, 1000),
-              "frames": (2, 10_000), "val_identities": (2, 100_000), "judge_steps": (1, 1_000_000)}
+              "frames": (2, 10_000), "val_identities": (2, 100_000), "judge_steps": (1, 1_000_000),
+              "fps": (0.1, 1000.0)}
 
     def validate(self) -> None:
         if self.source not in ("synthetic", "folder"):
@@ -175,7 +179,8 @@ def _synthetic_split(cfg: FaceDataConfig, size: int, split: str) -> FaceVideos:
     people = cfg.identities if split == "train" else cfg.val_identities
     seed = [cfg.seed, 0 if split == "train" else 1]  # other people in each split
     return from_talking_heads(generate_talking_heads(people, cfg.videos_per_identity, cfg.frames, size,
-                                                     int(np.random.SeedSequence(seed).generate_state(1)[0])))
+                                                     int(np.random.SeedSequence(seed).generate_state(1)[0]),
+                                                     cfg.fps))
 
 
 def _folder_split(root: str, size: int, split: str, held_out: int) -> FaceVideos:

@@ -136,10 +136,14 @@ class ReenactmentSplit:
     judges: object | None = None
 
 
+def k_frames(frames: np.ndarray, k: int) -> np.ndarray:
+    """(n, S, S, 3) uint8 -> (K, 3, S, S) in [0, 1]: the frames repeated in turn to K."""
+    return to_chw(frames[[i % len(frames) for i in range(k)]])
+
+
 def identity_frames(videos: FaceVideos, video: int, frames: tuple[int, ...], k: int) -> np.ndarray:
     """(K, 3, S, S): the given frames of a video, repeated in turn when there are fewer than K."""
-    picked = [frames[i % len(frames)] for i in range(k)]
-    return to_chw(videos.frames[video][picked])
+    return k_frames(videos.frames[video][list(frames)], k)
 
 
 def pair_inputs(split: ReenactmentSplit, pairs: list[Pair]) -> dict[str, np.ndarray]:
@@ -338,8 +342,7 @@ def predict_file(runner: Runner, cfg, input_path, output_path) -> str:
     s = cfg.image_size
     source = _frames_array(arrays, "identity", input_path, s)
     drivers = _frames_array(arrays, "driver", input_path, s)
-    frames = identity_frames(FaceVideos([source], [], [], np.zeros(1), [], []), 0, tuple(range(len(source))),
-                             cfg.identity_frames)[None]
+    frames = k_frames(source, cfg.identity_frames)[None]
     images, masks = [], []
     for d in drivers:
         out = runner.run({"identity_frames": frames, "driver": to_chw(d)[None]})

@@ -43,7 +43,7 @@ ERRORS = ["pose_error", "identity_error"]
 class ReenactmentRun:
     model: ReenactmentConfig = ReenactmentConfig()
     data: FaceDataConfig = FaceDataConfig()
-    train: TrainConfig = TrainConfig(steps=6000, batch_size=8, lr=5e-4, warmup_steps=200, eval_every=1000,
+    train: TrainConfig = TrainConfig(steps=4000, batch_size=8, lr=1e-3, warmup_steps=200, eval_every=1000,
                                      checkpoint_every=250)
 
 
@@ -72,7 +72,7 @@ class ReenactmentFamily(ModelFamily):
         calibration_count=64,
         calibration_split="train",
         quick_overrides=("model.image_size=32", "model.identity_width=8", "model.pose_width=4",
-                         "model.generator_width=32", "model.mlp_hidden=32", "model.identity_dim=16",
+                         "model.generator_width=32", "model.generator_start=4", "model.mlp_hidden=32", "model.identity_dim=16",
                          "model.pose_dim=8", "model.identity_frames=2", "model.discriminator_width=8",
                          "data.identities=4", "data.val_identities=2", "data.frames=6", "data.judge_steps=20",
                          "train.steps=4", "train.batch_size=2", "train.warmup_steps=1", "train.eval_every=4",

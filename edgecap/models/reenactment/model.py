@@ -38,7 +38,12 @@ class ReenactmentConfig:
     pose_dim: int = 64
     identity_width: int = 32  # mobile identity encoder: channels of its first stage (doubling per stage)
     pose_width: int = 8  # mobile pose encoder: channels of its first stage
-    generator_width: int = 128  # generator channels at 4x4 (halved per upsampling, at least 16)
+    generator_width: int = 256  # generator channels at its start (halved per upsampling, at least 16)
+    generator_start: int = 8  # side of the generator's starting tensor (a power of two below image_size)
+    # "constant": a learned tensor, all conditioning through AdaIN (the paper's); "projected": plus a
+    # linear projection of [identity, pose] to that tensor, so the layout can move with the pose
+    # from the first layer (learns far faster on a CPU budget)
+    generator_input: str = "projected"
     mlp_hidden: int = 256  # the AdaIN-parameter MLP
     # "small": the MobileNetV2-like pose encoder; "as_identity": the identity encoder's architecture
     # (the disentanglement ablation: a pose encoder as large as the identity encoder)
@@ -49,8 +54,8 @@ class ReenactmentConfig:
     pose_augmentation: float = 1.0
     ssim_weight: float = 1.0
     dice_weight: float = 1.0
-    adversarial_weight: float = 0.05
-    feature_matching_weight: float = 1.0
+    adversarial_weight: float = 0.01
+    feature_matching_weight: float = 0.1
     discriminator_width: int = 32
     # Optional perceptual loss: VGG-19 weights as a safetensors file (torchvision's key names).
     vgg_weights: str = ""
@@ -59,10 +64,15 @@ class ReenactmentConfig:
     def validate(self) -> None:
         if self.name not in ("mobile", "paper"):
             raise EdgecapError(f"model.name must be 'mobile' or 'paper', got {self.name!r}")
+        if self.generator_input not in ("constant", "projected"):
+            raise EdgecapError(f"model.generator_input must be 'constant' or 'projected', got {self.generator_input!r}")
         if self.pose_encoder not in ("small", "as_identity"):
             raise EdgecapError(f"model.pose_encoder must be 'small' or 'as_identity', got {self.pose_encoder!r}")
         if self.image_size < 16 or self.image_size & (self.image_size - 1):
             raise EdgecapError(f"model.image_size must be a power of two >= 16, got {self.image_size}")
+        if not 2 <= self.generator_start < self.image_size or self.generator_start & (self.generator_start - 1):
+            raise EdgecapError(f"model.generator_start must be a power of two in [2, image_size), got "
+                               f"{self.generator_start}")
         for field in ("identity_dim", "pose_dim", "identity_width", "pose_width", "generator_width", "mlp_hidden",
                       "discriminator_width"):
             if not 1 <= getattr(self, field) <= 8192:
@@ -79,7 +89,7 @@ PRESETS = {
     "mobile": ReenactmentConfig(),
     # The reference code's sizes: 256 px, 512-d identity (ResNeXt-50), 256-d pose (MobileNetV2).
     "paper": ReenactmentConfig(name="paper", image_size=256, identity_dim=512, pose_dim=256, generator_width=512,
-                               mlp_hidden=768),
+                               generator_start=4, generator_input="constant", mlp_hidden=768),
 }
 
 # ImageNet statistics normalise the encoders' inputs inside the graph (the app feeds [0, 1]).
@@ -190,9 +200,12 @@ class Generator(nn.Module):
 
     def __init__(self, cfg: ReenactmentConfig):
         super().__init__()
-        ups = (cfg.image_size // 4).bit_length() - 1
+        ups = (cfg.image_size // cfg.generator_start).bit_length() - 1
         widths = [max(16, cfg.generator_width >> i) for i in range(ups + 1)]
-        self.start = nn.Parameter(torch.randn(1, widths[0], 4, 4))
+        self.start = nn.Parameter(torch.randn(1, widths[0], cfg.generator_start, cfg.generator_start))
+        side = cfg.generator_start
+        self.project = (nn.Linear(cfg.identity_dim + cfg.pose_dim, widths[0] * side * side)
+                        if cfg.generator_input == "projected" else None)
         self.blocks = nn.ModuleList(UpBlock(widths[i], widths[i + 1]) for i in range(ups))
         self.splits = [b.styles for b in self.blocks]
         self.mlp = nn.Sequential(nn.Linear(cfg.identity_dim + cfg.pose_dim, cfg.mlp_hidden), nn.ReLU(),
@@ -203,8 +216,14 @@ class Generator(nn.Module):
         self.to_rgb = nn.Sequential(nn.ReLU(), nn.Conv2d(widths[-1], 4, 3, padding=1))
 
     def forward(self, identity: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        styles = torch.split(self.mlp(torch.cat([identity, pose], 1)), self.splits, 1)
-        x = self.start.expand(identity.shape[0], -1, -1, -1)
+        code = torch.cat([identity, pose], 1)
+        return self.decode(torch.split(self.mlp(code), self.splits, 1), code)
+
+    def decode(self, styles: tuple[torch.Tensor, ...], code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each block's AdaIN parameters (and the code [identity, pose], when projected) -> (rgb, mask)."""
+        x = self.start.expand(code.shape[0], -1, -1, -1)
+        if self.project is not None:
+            x = x + self.project(code).view(x.shape)
         for block, style in zip(self.blocks, styles):
             x = block(x, style)
         out = self.to_rgb(x)
@@ -340,16 +359,36 @@ class PerFramePart(nn.Module):
         return self.compose(rgb, mask), mask
 
 
-class AvatarPart(PerFramePart):
-    """driver -> (image, mask) for one avatar: its identity embedding folded into the graph as a
-    constant (a per-avatar artifact; the MLP still sees [identity, pose], the constant half fixed)."""
+class AvatarPart(nn.Module):
+    """driver -> (image, mask) for one avatar: its identity embedding folded into the graph. The
+    AdaIN MLP's first layer sees [identity, pose]; with the identity fixed, its identity half is a
+    constant added to the bias, so the folded layer takes the pose alone (a per-avatar artifact)."""
 
     def __init__(self, net: nn.Module, identity: torch.Tensor):
-        super().__init__(net)
-        self.register_buffer("identity", identity.detach().reshape(1, -1).clone())
+        super().__init__()
+        import copy
+
+        self.pose_encoder, self.compose = net.pose_encoder, net.compose
+        self.generator = copy.deepcopy(net.generator)
+        first = self.generator.mlp[0]
+        d_id = identity.shape[-1]
+        folded = nn.Linear(first.in_features - d_id, first.out_features)
+        with torch.no_grad():
+            folded.weight.copy_(first.weight[:, d_id:])
+            folded.bias.copy_(first.bias + first.weight[:, :d_id] @ identity.reshape(-1))
+        self.generator.mlp[0] = folded
+        if self.generator.project is not None:  # the same fold for the projection to the first tensor
+            project = self.generator.project
+            small = nn.Linear(project.in_features - d_id, project.out_features)
+            with torch.no_grad():
+                small.weight.copy_(project.weight[:, d_id:])
+                small.bias.copy_(project.bias + project.weight[:, :d_id] @ identity.reshape(-1))
+            self.generator.project = small
 
     def forward(self, driver: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return super().forward(driver, self.identity.expand(driver.shape[0], -1))
+        pose = self.pose_encoder(driver)
+        rgb, mask = self.generator.decode(torch.split(self.generator.mlp(pose), self.generator.splits, 1), pose)
+        return self.compose(rgb, mask), mask
 
 
 def fold_for_export(net: Reenactment) -> Reenactment:

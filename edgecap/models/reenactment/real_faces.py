@@ -157,7 +157,7 @@ def evaluate_real_faces(predict, image_size: int, k: int, cache: Path | None = N
     from skimage.data import astronaut
 
     from edgecap.data.face_assets import asset
-    from edgecap.models.reenactment.app import pose_error, to_chw
+    from edgecap.models.reenactment.app import k_frames, pose_error, to_chw
 
     detector = FaceDetector(asset("mediapipe/face_detection_short_range.tflite", cache))
     judge = MeshJudge(asset("mediapipe/face_landmark.tflite", cache))
@@ -167,12 +167,12 @@ def evaluate_real_faces(predict, image_size: int, k: int, cache: Path | None = N
                         image_size, source="WolfgangLanger_Pexels.mp4")
     still = face_crops(astronaut()[None], detector, image_size, source="skimage astronaut")
     scenarios = {"self (single_face.mp4)": (talking[:k], talking[k : k + max_drivers]),
-                 "cross (astronaut x Pexels clip)": (np.repeat(still, k, 0), pexels)}
+                 "cross (astronaut x Pexels clip)": (still, pexels)}
     result = {"judge": "MediaPipe face_landmark.tflite (468 points), outer eye corners for the distance",
               "note": "demonstration and smoke test on real faces; the model was trained on synthetic heads",
               "scenarios": {}}
     for name, (source, drivers) in scenarios.items():
-        frames = to_chw(source)[None]
+        frames = k_frames(source, k)[None]
         outputs = np.concatenate([predict({"identity_frames": frames, "driver": to_chw(d)[None]})["image"]
                                   for d in drivers])
         reference = judge.landmarks(to_chw(drivers))

@@ -78,3 +78,23 @@ def test_config_refusals():
         ReenactmentConfig(image_size=100).validate()
     with pytest.raises(EdgecapError, match="model.name"):
         ReenactmentConfig(name="big").validate()
+
+
+@pytest.mark.parametrize("generator_input", ["constant", "projected"])
+def test_avatar_part_folds_the_identity_into_the_first_layer(generator_input):
+    from dataclasses import replace
+
+    from edgecap.models.reenactment.model import AvatarPart, PerFramePart
+
+    torch.manual_seed(0)
+    model = Reenactment(replace(PRESETS["mobile"], generator_input=generator_input)).eval()
+    with torch.no_grad():
+        model.generator.mlp[-1].weight.normal_(0, 0.05)
+        identity, driver = torch.randn(1, 128), torch.rand(2, 3, 64, 64)
+        avatar = AvatarPart(model, identity)
+        expected = PerFramePart(model)(driver, identity.expand(2, -1))
+        got = avatar(driver)
+    assert avatar.generator.mlp[0].in_features == PRESETS["mobile"].pose_dim  # the pose alone goes in
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert model.generator.mlp[0].in_features == 128 + 64  # the shared network is untouched
