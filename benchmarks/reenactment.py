@@ -110,6 +110,8 @@ def speed_rows(run_dir: Path, macs: dict) -> list[dict]:
         row[f"fps_{r['threads']}t"] = 1000 / r["p50_ms"]
         if "speedup_vs_pytorch" in r:
             row[f"x_eager_{r['threads']}t"] = r["speedup_vs_pytorch"]
+    if any("p50_ms_1t" not in row for row in by_name.values()):
+        raise EdgecapError(f"{run_dir}/bench.json has no 1-thread rows; run `edgecap bench {run_dir} --threads 1,2`")
     for row in by_name.values():
         row["macs"] = macs[f"layout_{row['layout']}"]
         row["gflops_per_s_1t"] = 2 * row["macs"] / (row["p50_ms_1t"] / 1000) / 1e9

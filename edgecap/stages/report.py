@@ -270,6 +270,11 @@ def _training_rows(tr: dict) -> list[tuple[str, dict]]:
     return rows + list(tr.get("baselines", {}).items())
 
 
+def _figure(value: float) -> str:
+    """Two decimals for figures like mm or dB, three significant digits for fractions like 0.123."""
+    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.3g}"
+
+
 def _metric_notes(family_name: str) -> str:
     """How the family measures its metrics (FamilyFacts.metric_notes), or ""."""
     from edgecap.models import get_family
@@ -290,9 +295,10 @@ def _markdown(report: dict, plots: list[str]) -> str:
                 "|---|" + "---|" * sum(isinstance(v, float) for v in tr["val"].values())]
         keys = [k for k, v in tr["val"].items() if isinstance(v, float)]
         for name, m in _training_rows(tr):
-            out.append(f"| {name} | " + " | ".join(f"{m[k]:.3g}" if isinstance(m.get(k), float) else "" for k in keys)
+            out.append(f"| {name} | " + " | ".join(_figure(m[k]) if isinstance(m.get(k), float) else "" for k in keys)
                        + " |")
-        out += ["", _metric_notes(run["family"]), ""] if _metric_notes(run["family"]) else [""]
+        notes = _metric_notes(run["family"])
+        out += ["", notes, ""] if notes else [""]
     for result in report.get("evaluations", []):
         stale = f" STALE: {result['stale']}." if result.get("stale") else ""
         out += [f"## Evaluation: {result['set']}", "", f"{result.get('description', '')}.{stale}", "", "```",
@@ -362,8 +368,9 @@ def _html(report: dict, plots: dict[str, bytes]) -> str:
         out += [f"<h2>Training</h2><p>{tr['steps']} steps on {e(tr['device'])}.</p>"]
         out += table(["model"] + keys, [[f"<td>{e(name)}</td>"] + [num(m.get(k)) for k in keys]
                                         for name, m in _training_rows(tr)])
-        if _metric_notes(run["family"]):
-            out.append(f"<p>{e(_metric_notes(run['family']))}</p>")
+        notes = _metric_notes(run["family"])
+        if notes:
+            out.append(f"<p>{e(notes)}</p>")
     for result in report.get("evaluations", []):
         cls = " class='stale'" if result.get("stale") else ""
         out += [f"<h2>Evaluation: {e(result['set'])}</h2><p{cls}>{e(result.get('description', ''))}."

@@ -127,13 +127,23 @@ EVAL_BATCH = 16
 
 @dataclass
 class ReenactmentSplit:
-    """Videos with what evaluating them needs: K, the evaluation pairs and the judges (the
-    landmark and identity networks that score outputs; None for a training split)."""
+    """Videos with what evaluating them needs: K, the evaluation pairs, and `load_judges` (the
+    landmark and identity networks that score outputs, made on first use: stages that only need
+    an input never train them; None for a training split)."""
 
     videos: FaceVideos
     k: int
     pairs: list[Pair]
-    judges: object | None = None
+    load_judges: object | None = None
+    _judges: object | None = None
+
+    @property
+    def judges(self):
+        if self._judges is None:
+            if self.load_judges is None:
+                raise EdgecapError("scoring needs the validation split's judges (load the 'val' split)")
+            self._judges = self.load_judges()
+        return self._judges
 
 
 def k_frames(frames: np.ndarray, k: int) -> np.ndarray:
@@ -179,8 +189,6 @@ def run_pairs(predict, split: ReenactmentSplit, batch_size: int = EVAL_BATCH,
 def score(images: np.ndarray, masks: np.ndarray, split: ReenactmentSplit) -> dict:
     """The paper's metrics of outputs for `split.pairs` (see the module docstring). Targets have
     their background removed (the model draws none): driver x its mask, source frames x theirs."""
-    if split.judges is None:
-        raise EdgecapError("scoring needs the split's judges (load the 'val' split)")
     v, judges = split.videos, split.judges
     kinds = np.array([p.kind for p in split.pairs])
     drivers = to_chw(np.stack([v.frames[p.driver][p.driver_frame] for p in split.pairs]))
@@ -277,7 +285,8 @@ class StreamingRunner(Runner):
 
     def use_identity(self, identity: np.ndarray) -> None:
         """An embedding computed elsewhere (a server, an earlier session, fine-tuning)."""
-        identity = np.asarray(identity, np.float32).reshape(1, -1) if np.ndim(identity) == 1 else identity
+        identity = np.asarray(identity, np.float32)
+        identity = identity.reshape(1, -1) if identity.ndim == 1 else identity
         if identity.shape != (1, self.identity_dim):
             raise EdgecapError(f"identity embedding has shape {tuple(np.shape(identity))}, expected "
                                f"(1, {self.identity_dim}) (model.identity_dim)")
@@ -328,7 +337,8 @@ def predict_file(runner: Runner, cfg, input_path, output_path) -> str:
     """A .npz with `identity` (K', S, S, 3) uint8 RGB frames of the avatar's person (repeated in
     turn to model.identity_frames) and `driver` (N, S, S, 3) uint8 RGB driver frames -> a .npz
     with `image` (N, S, S, 3) uint8 and `mask` (N, S, S) uint8, streamed one driver frame at a
-    time with the identity computed once; an .mp4 output also gets driver | output side by side."""
+    time (a fused or parts artifact computes the identity once; the whole graph and the PyTorch
+    model re-encode it per frame); an .mp4 output also gets driver | output side by side."""
     from pathlib import Path
 
     from edgecap.core.io import atomic_path

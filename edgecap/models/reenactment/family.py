@@ -167,11 +167,13 @@ class ReenactmentFamily(ModelFamily):
     # -- task side --------------------------------------------------------------------------------
 
     def load_data(self, run: ReenactmentRun, split: str) -> app.ReenactmentSplit:
+        if split == "val" and run.data.source != "synthetic":  # refused before any training, not at its first eval
+            self._judges(run)
         videos = load_face_videos(run.data, run.model.image_size, split)
         k = run.model.identity_frames
         if split == "train":
             return app.ReenactmentSplit(videos, k, [])
-        return app.ReenactmentSplit(videos, k, app.evaluation_pairs(videos, k), self._judges(run))
+        return app.ReenactmentSplit(videos, k, app.evaluation_pairs(videos, k), lambda: self._judges(run))
 
     def _judges(self, run: ReenactmentRun):
         """The synthetic data's landmark and identity networks (judges.py), trained on the
@@ -181,8 +183,9 @@ class ReenactmentFamily(ModelFamily):
         from edgecap.models.reenactment.judges import cached_judges
 
         if run.data.source != "synthetic":
-            raise EdgecapError("reenactment scores synthetic data only so far: the metric networks learn from the "
-                               "renderer's labels (data.source=synthetic)")
+            raise EdgecapError("reenactment scores synthetic data only so far: its landmark and identity judges "
+                               "learn from the renderer's labels, and no identity descriptor for real faces ships "
+                               "in a package here (data.source=synthetic)")
 
         def training_set():
             videos = load_face_videos(run.data, run.model.image_size, "train")

