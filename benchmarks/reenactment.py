@@ -14,7 +14,8 @@ identity encoder runs once); "whole" re-encodes the K identity frames on every c
 counted by torch.utils.flop_counter on the export form's parts (convolutions and matrix
 products; 1 MAC = 2 FLOPs), and GFLOP/s = per-call FLOPs / p50.
 
-Writes --out; with --readme, also a short table between README.md's `reenactment` markers.
+Writes --out; with --readme, also the tables into docs/reenactment.md and a short version into
+README.md (between their `reenactment` markers).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from readme_markers import write_between
 REPO = Path(__file__).resolve().parent.parent
 START, END = ("<!-- reenactment:start (written by benchmarks/reenactment.py --readme) -->",
               "<!-- reenactment:end -->")
+FULL_START, FULL_END = ("<!-- reenactment-full:start (written by benchmarks/reenactment.py --readme) -->",
+                        "<!-- reenactment-full:end -->")
+DOCS = REPO / "docs/reenactment.md"
 METRICS = ("pose_error", "identity_error", "psnr_db", "ssim", "mask_iou", "pose_error_cross")
 
 
@@ -142,7 +146,8 @@ def collect(run_dir: Path, ablations: dict[str, Path]) -> dict:
             "bench_device": read_json(run_dir / "bench.json", "bench results").get("device", {})}
 
 
-def print_tables(result: dict) -> list[str]:
+def print_tables(result: dict, short: bool = False) -> list[str]:
+    """The tables in markdown; short (the README's): per-frame speed of the fused layout only."""
     lines = ["| | pose error (self) | identity error (cross) | PSNR dB | SSIM | mask IoU |", "|---|---|---|---|---|---|"]
     rows = {"mobile model (PyTorch)": result["val"], **{f"baseline: {n}": b for n, b in result["baselines"].items()}}
     for name, m in rows.items():
@@ -155,8 +160,12 @@ def print_tables(result: dict) -> list[str]:
     lines += ["", "| per call | MMACs | p50 ms 1T | p50 ms 2T | FPS 1T | GFLOP/s 1T | x eager 1T |",
               "|---|---|---|---|---|---|---|"]
     for r in result["speed"]:
+        if short and r["layout"] != "fused":
+            continue
         lines.append(f"| {r['name']} | {r['macs'] / 1e6:.1f} | {r['p50_ms_1t']:.3f} | {r.get('p50_ms_2t', float('nan')):.3f}"
                      f" | {r['fps_1t']:.0f} | {r['gflops_per_s_1t']:.2f} | {r.get('x_eager_1t', float('nan')):.2f} |")
+    if short:
+        return lines
     lines += ["", "| per-frame graph, fp32, 1 thread | " + " | ".join(sorted({r["format"] for r in result["folded_identity"]}))
               + " |", "|---|---|---|"]
     for variant in ("identity input", "identity folded"):
@@ -185,8 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         write_json(a.out, result)
         print(f"wrote {a.out}")
         if a.readme:
-            write_between(START, END, lines)
-            print("wrote README.md's reenactment table")
+            command = "`python benchmarks/reenactment.py " + " ".join([str(a.run)] + [f"--ablation {x}" for x in a.ablation]) + "`"
+            where = f"Measured on {result['bench_device'].get('cpu', '?')}, {result['bench_device'].get('cores', '?')} cores ({command}):"
+            write_between(START, END, [where, ""] + print_tables(result, short=True))
+            write_between(FULL_START, FULL_END, [where, ""] + lines, DOCS)
+            print("wrote the reenactment tables of README.md and docs/reenactment.md")
     except EdgecapError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

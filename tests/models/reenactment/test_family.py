@@ -220,3 +220,12 @@ def test_through_the_stages_with_both_layouts(family, run, tmp_path):
     fused = rows["reenactment_fp32_fused.onnx"]
     assert fused["layout"] == "fused"
     assert fused["speedup_vs_pytorch"] == pytest.approx(rows["pytorch_fp32_fused"]["p50_ms"] / fused["p50_ms"])
+
+
+def test_folder_data_is_refused_before_any_training(family, run, tmp_path):
+    from edgecap.stages.train import train
+
+    folder = apply_overrides(run, ["data.source=folder", f"data.root={tmp_path / 'faces'}"])
+    with pytest.raises(EdgecapError, match="scores synthetic data only so far"):
+        train("reenactment", folder, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
