@@ -63,14 +63,21 @@ def collect(run: Path, command: str) -> dict:
     }
 
 
+def _precision(name: str) -> str:
+    """fp32/int8 from an artifact's name (FAMILY_PRECISION...); "reference" for PyTorch eager rows."""
+    return "reference" if name.startswith("pytorch_fp32") else ("int8" if "_int8" in name else "fp32")
+
+
 def markdown_table(result: dict, short: bool = False) -> list[str]:
-    """The family's artifact table; short (the README's): the artifacts of the family's first
-    default layout (the whole graph for most) that ran here, with PyTorch eager of that layout."""
+    """The family's artifact table; short (the README's): the int8 artifacts of the family's first
+    default layout (the whole graph for most) that ran here, with PyTorch eager of that layout
+    (docs/results/README.md has every row)."""
     metrics = result["metrics"]
     lines = [f"| artifact | status | {' | '.join(metrics)} | MB | p50 ms ({result['threads']}T) | x eager |",
              "|---|---|" + "---|" * (len(metrics) + 3)]
     for r in result["rows"]:
-        if short and (r["status"] == "skipped" or r.get("layout", "whole") != result.get("main_layout", "whole")):
+        if short and (r["status"] == "skipped" or r.get("layout", "whole") != result.get("main_layout", "whole")
+                      or _precision(r["artifact"]) == "fp32"):
             continue
         cells = [f"{r[m]:.3f}" if m in r else "" for m in metrics]
         speed = [f"{r['size_mb']:.2f}", f"{r['p50_ms']:.3f}", f"{r['speedup_vs_pytorch']:.2f}"] if "p50_ms" in r \

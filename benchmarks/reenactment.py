@@ -154,7 +154,11 @@ def print_tables(result: dict, short: bool = False) -> list[str]:
     for name, m in rows.items():
         lines.append(f"| {name} | {m['pose_error']:.3f} | {m['identity_error']:.3f} | {m['psnr_db']:.1f} | "
                      f"{m['ssim']:.3f} | {m['mask_iou']:.3f} |")
-    if result["ablation"]:
+    if result["ablation"] and short:
+        ab = result["ablation"]
+        lines += ["", "Disentanglement ablation, identity error in cross-reenactment after short runs: "
+                  + ", ".join(f"{name} {a['identity_error']:.3f}" for name, a in ab.items()) + "."]
+    elif result["ablation"]:
         lines += ["", "| ablation (short runs) | steps | identity error (cross) | pose error (self) |", "|---|---|---|---|"]
         for name, a in result["ablation"].items():
             lines.append(f"| {name} | {a['steps']} | {a['identity_error']:.3f} | {a['pose_error']:.3f} |")
