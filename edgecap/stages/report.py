@@ -271,8 +271,8 @@ def _training_rows(tr: dict) -> list[tuple[str, dict]]:
 
 
 def _figure(value: float) -> str:
-    """Two decimals for figures like mm or dB, three significant digits for fractions like 0.123."""
-    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.3g}"
+    """Two decimals (mm, dB, 0.00), three for fractions like 0.123."""
+    return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3f}"
 
 
 def _metric_notes(family_name: str) -> str:
