@@ -36,3 +36,17 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 def unfolded_batchnorms(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def folded_copy(model: nn.Module, what: str) -> nn.Module:
+    """An eval-mode copy of `model` with every BatchNorm folded; a BatchNorm that could not be
+    folded is an error naming `what` (the model) and the module."""
+    import copy
+
+    from edgecap import EdgecapError
+
+    form = fold_batchnorm(copy.deepcopy(model).eval())
+    left = unfolded_batchnorms(form)
+    if left:
+        raise EdgecapError(f"{what} export form: BatchNorm not folded in {left}")
+    return form

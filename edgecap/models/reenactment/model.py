@@ -393,12 +393,6 @@ class AvatarPart(nn.Module):
 
 def fold_for_export(net: Reenactment) -> Reenactment:
     """An eval-mode copy with every BatchNorm folded into its convolution."""
-    import copy
+    from edgecap.models.fold import folded_copy
 
-    from edgecap.models.fold import fold_batchnorm, unfolded_batchnorms
-
-    folded = fold_batchnorm(copy.deepcopy(net).eval())
-    left = unfolded_batchnorms(folded)
-    if left:
-        raise EdgecapError(f"reenactment export form: BatchNorm not folded at {left}")
-    return folded
+    return folded_copy(net, "reenactment")

@@ -29,7 +29,6 @@ image pixels s*k .. s*k + s - 1, whose centre is s*k + (s - 1) / 2.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -252,13 +251,9 @@ class TriangulatePart(nn.Module):
 
 def fold_for_export(model: TriangulationNet) -> TriangulationNet:
     """An eval-mode copy with every BatchNorm folded into its conv; same outputs."""
-    from edgecap.models.fold import fold_batchnorm, unfolded_batchnorms
+    from edgecap.models.fold import folded_copy
 
-    form = fold_batchnorm(copy.deepcopy(model).eval())
-    left = unfolded_batchnorms(form)
-    if left:
-        raise EdgecapError(f"triangulation export form: BatchNorm not folded in {left}")
-    return form
+    return folded_copy(model, "triangulation")
 
 
 # -- losses (training only) ------------------------------------------------------------------------
