@@ -24,10 +24,10 @@ system-deps:
 demo: install
 	$(BIN)/edgecap pipeline lifting --out runs/demo
 
-test: install system-deps
+test: install system-deps face-assets
 	$(BIN)/python -m pytest -q
 
-test-slow: install system-deps
+test-slow: install system-deps face-assets
 	$(BIN)/python -m pytest -q -m slow
 
 bench: install

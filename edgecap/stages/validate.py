@@ -27,6 +27,9 @@ def check_tolerance(task: dict, reference: dict, rule: dict, tensor: dict | None
     A rule's optional "min_tensor" ({field: lowest value}) also bounds fields of the family's
     tensor parity (`tensor`, from ModelFamily.output_parity), e.g. an output image's PSNR to PyTorch's.
 
+    A metric that PyTorch's evaluation reports as None is not measured on this data (a judge it
+    needs is missing) and is skipped, as long as the artifact's is None too.
+
     Without "better", the rule bounds |delta| both ways: fp32 is a parity check, and an artifact
     that beats PyTorch is as wrong as one that trails it. With "better" ("higher" or "lower"), it
     bounds only the loss: an int8 budget, where a gain is quantization noise to report, not a fault.
@@ -44,6 +47,11 @@ def check_tolerance(task: dict, reference: dict, rule: dict, tensor: dict | None
     sign = signs[better]
     problems = []
     for metric in rule["metrics"]:
+        if reference[metric] is None or task[metric] is None:  # not measured on this data (e.g. no judge for it)
+            if (reference[metric] is None) != (task[metric] is None):
+                problems.append(f"{metric} measured on one side only (artifact {task[metric]}, "
+                                f"PyTorch {reference[metric]})")
+            continue
         delta = task[metric] - reference[metric]
         loss, what = (abs(delta), "|delta|") if sign == 0 else (max(sign * delta, 0.0), "loss")
         if "max_abs_delta" in rule and loss > rule["max_abs_delta"]:
@@ -126,7 +134,8 @@ def format_table(report: dict) -> str:
     w = max([26] + [len(r["name"]) + 1 for r in report["artifacts"]])
 
     def cells(values: dict) -> str:
-        return "".join(f"{values[m]:{n}.3f}" for m, n in zip(metrics, widths))
+        return "".join(f"{values[m]:{n}.3f}" if values[m] is not None else f"{'n/a':>{n}}"
+                       for m, n in zip(metrics, widths))
 
     head = "".join(f"{m.removesuffix('_mm'):>{n}}" for m, n in zip(metrics, widths))
     lines = [f"target: {report.get('target', 'host')}" + (f" ({report['device'].get('manufacturer', '')} "

@@ -43,3 +43,13 @@ def test_min_tensor_bounds_a_field_of_the_tensor_parity():
     assert check_tolerance({"ap": 0.5}, REF, rule, {"psnr_db": float("nan")})  # NaN fails
     with pytest.raises(EdgecapError, match="min_tensor field 'psnr_db' is not in the tensor parity"):
         check_tolerance({"ap": 0.5}, REF, rule, {"cosine": 1.0})
+
+
+def test_a_metric_not_measured_on_this_data_is_skipped_on_both_sides_only():
+    rule = {"metrics": ["ap", "mpjpe"], "max_abs_delta": 0.01}
+    unmeasured = {"ap": 0.500, "mpjpe": None}
+    assert check_tolerance({"ap": 0.505, "mpjpe": None}, unmeasured, rule) == []
+    assert "ap 0.520" in check_tolerance({"ap": 0.520, "mpjpe": None}, unmeasured, rule)[0]  # the rest still gated
+    (problem,) = check_tolerance({"ap": 0.5, "mpjpe": 41.0}, unmeasured, rule)
+    assert "mpjpe measured on one side only" in problem
+    assert check_tolerance({"ap": 0.5, "mpjpe": None}, REF, rule)

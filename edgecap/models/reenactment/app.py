@@ -194,19 +194,23 @@ def score(images: np.ndarray, masks: np.ndarray, split: ReenactmentSplit) -> dic
     drivers = to_chw(np.stack([v.frames[p.driver][p.driver_frame] for p in split.pairs]))
     driver_masks = np.stack([v.masks[p.driver][p.driver_frame] for p in split.pairs])[:, None].astype(np.float32)
     real = drivers * driver_masks
-    visible = np.stack([v.landmarks[p.driver][p.driver_frame][:, 2] if v.landmarks[p.driver] is not None
+    # the data's own visibility flags, when its landmarks are the judge's (synthetic heads)
+    visible = np.stack([v.landmarks[p.driver][p.driver_frame][:, 2]
+                        if v.landmarks[p.driver] is not None and len(v.landmarks[p.driver][0]) == judges.num_landmarks
                         else np.ones(judges.num_landmarks) for p in split.pairs])
     pose = pose_error(judges.landmarks(images), judges.landmarks(real), judges.eyes, visible)
     is_self, is_cross = kinds == "self", kinds == "cross"
-    sources = {}
-    for p in split.pairs:  # the identity source's descriptor: the mean over its frames (foreground only)
-        if p.source not in sources:
-            frames = to_chw(v.frames[p.source][list(p.source_frames)])
-            frames = frames * v.masks[p.source][list(p.source_frames)][:, None]
-            sources[p.source] = judges.descriptor(frames).mean(0)
-    reference = np.stack([sources[p.source] for p in split.pairs])
-    identity = identity_error(judges.descriptor(images[is_cross]), reference[is_cross])
-    return {"pose_error": float(pose[is_self].mean()), "identity_error": float(identity.mean()),
+    identity = None  # not measured where the judges have no identity descriptor (real faces)
+    if judges.descriptor is not None:
+        sources = {}
+        for p in split.pairs:  # the identity source's descriptor: the mean over its frames (foreground only)
+            if p.source not in sources:
+                frames = to_chw(v.frames[p.source][list(p.source_frames)])
+                frames = frames * v.masks[p.source][list(p.source_frames)][:, None]
+                sources[p.source] = judges.descriptor(frames).mean(0)
+        reference = np.stack([sources[p.source] for p in split.pairs])
+        identity = float(identity_error(judges.descriptor(images[is_cross]), reference[is_cross]).mean())
+    return {"pose_error": float(pose[is_self].mean()), "identity_error": identity,
             "psnr_db": float(psnr(images[is_self], real[is_self]).mean()),
             "ssim": float(ssim(images[is_self], real[is_self]).mean()),
             "mask_iou": float(mask_iou(masks[is_self], driver_masks[is_self]).mean()),

@@ -65,7 +65,9 @@ class ReenactmentFamily(ModelFamily):
             "person drives): identity_error = 1 - cosine of identity descriptors of the output and of the identity "
             "source; pose_error_cross as pose_error. On the synthetic heads, the landmark detector and the identity "
             "descriptor are small networks trained on the renderer's exact labels (edgecap/models/reenactment/"
-            "judges.py), not pretrained face networks."),
+            "judges.py), not pretrained face networks. On a folder of real faces (data.source=folder), MediaPipe's "
+            "468-point face mesh finds the landmarks (outer eye corners for the distance), and identity_error is not "
+            "measured (None): no identity descriptor for real faces ships in a package here."),
         presets=PRESETS,
         layouts=(WHOLE, FUSED, PARTS),
         default_layouts=(FUSED, PARTS),
@@ -171,8 +173,13 @@ class ReenactmentFamily(ModelFamily):
     # -- task side --------------------------------------------------------------------------------
 
     def load_data(self, run: ReenactmentRun, split: str) -> app.ReenactmentSplit:
-        if run.data.source != "synthetic":  # refused before any work, not at training's first evaluation
-            self._judges(run)
+        if run.data.source == "folder":  # refused before any work, not at training's first evaluation
+            from edgecap.data.face_assets import asset
+
+            try:
+                asset("mediapipe/face_landmark.tflite")
+            except EdgecapError as e:
+                raise EdgecapError(f"data.source=folder scores the pose error with MediaPipe's face mesh: {e}") from None
         videos = load_face_videos(run.data, run.model.image_size, split)
         k = run.model.identity_frames
         if split == "train":
@@ -180,16 +187,17 @@ class ReenactmentFamily(ModelFamily):
         return app.ReenactmentSplit(videos, k, app.evaluation_pairs(videos, k), lambda: self._judges(run))
 
     def _judges(self, run: ReenactmentRun):
-        """The synthetic data's landmark and identity networks (judges.py), trained on the
-        training split's exact labels once per data config, then cached."""
+        """The networks that score outputs. Synthetic data: a landmark detector and an identity
+        descriptor trained on the training split's exact labels once per data config, then cached
+        (judges.py). A folder of real faces: MediaPipe's face mesh, and no identity descriptor."""
         from dataclasses import asdict
 
         from edgecap.models.reenactment.judges import cached_judges
 
-        if run.data.source != "synthetic":
-            raise EdgecapError("reenactment scores synthetic data only so far: its landmark and identity judges "
-                               "learn from the renderer's labels, and no identity descriptor for real faces ships "
-                               "in a package here (data.source=synthetic)")
+        if run.data.source == "folder":
+            from edgecap.models.reenactment.real_faces import folder_judges
+
+            return folder_judges()
 
         def training_set():
             videos = load_face_videos(run.data, run.model.image_size, "train")

@@ -112,10 +112,12 @@ def face_crops(frames: np.ndarray, detector: FaceDetector, size: int, margin: fl
 
 class MeshJudge:
     """MediaPipe's face_landmark.tflite (468 points, 192 px face crops in [0, 1]) as a landmark
-    judge with the synthetic judges' interface: landmarks(images (N, 3, S, S) in [0, 1]) -> (N, 468, 2) px."""
+    judge with the synthetic judges' interface: landmarks(images (N, 3, S, S) in [0, 1]) -> (N, 468, 2) px.
+    It has no identity descriptor (`descriptor` is None): none for real faces ships here."""
 
     eyes = MESH_EYES
     num_landmarks = 468
+    descriptor = None
 
     def __init__(self, path: Path):
         self.interpreter = _interpreter(path, {"*": 1404})
@@ -135,6 +137,14 @@ class MeshJudge:
             points = self.interpreter.get_tensor(self.output).reshape(468, 3)[:, :2]
             out.append(points * size / LANDMARK_SIZE)
         return np.stack(out).astype(np.float64)
+
+
+def folder_judges(cache: Path | None = None) -> MeshJudge:
+    """The judges of a folder of real faces (data.source=folder): MediaPipe's face mesh for the
+    pose error; the identity error is not measured."""
+    from edgecap.data.face_assets import asset
+
+    return MeshJudge(asset("mediapipe/face_landmark.tflite", cache))
 
 
 def read_clip(path: Path, max_frames: int | None = None, stride: int = 1) -> np.ndarray:

@@ -222,10 +222,42 @@ def test_through_the_stages_with_both_layouts(family, run, tmp_path):
     assert fused["speedup_vs_pytorch"] == pytest.approx(rows["pytorch_fp32_fused"]["p50_ms"] / fused["p50_ms"])
 
 
-def test_folder_data_is_refused_before_any_training(family, run, tmp_path):
+def test_folder_data_needs_the_face_mesh_and_says_so_before_any_training(family, run, tmp_path, monkeypatch):
     from edgecap.stages.train import train
+    from tests.data.test_face_videos import write_folder
 
-    folder = apply_overrides(run, ["data.source=folder", f"data.root={tmp_path / 'faces'}"])
-    with pytest.raises(EdgecapError, match="scores synthetic data only so far"):
+    monkeypatch.setenv("EDGECAP_FACE_ASSETS", str(tmp_path / "none"))
+    folder = apply_overrides(run, ["data.source=folder", f"data.root={write_folder(tmp_path / 'faces')}"])
+    with pytest.raises(EdgecapError, match="MediaPipe's face mesh: no face-asset cache .* run `make face-assets`"):
         train("reenactment", folder, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_trains_and_validates_on_a_folder_scored_by_the_face_mesh(family, run, tmp_path):
+    """A folder of face crops (written here) through train, export and validate: the pose error
+    comes from MediaPipe's mesh, the identity error is not measured on either side and the gate
+    passes on the rest."""
+    from edgecap.data import face_assets
+    from edgecap.stages.export import export
+    from edgecap.stages.train import train
+    from edgecap.stages.validate import format_table, validate
+    from tests.data.test_face_videos import write_folder
+
+    try:
+        face_assets.asset("mediapipe/face_landmark.tflite")
+    except EdgecapError as e:
+        pytest.skip(f"face assets not fetched ({e})")
+    root = write_folder(tmp_path / "faces", identities=4, videos=1, frames=6)
+    folder = apply_overrides(run, ["data.source=folder", f"data.root={root}", "data.val_identities=2"])
+    torch.manual_seed(0)
+    result = train("reenactment", folder, tmp_path / "run", progress=False)
+    metrics = result["val"]
+    assert metrics["identity_error"] is None
+    assert np.isfinite(metrics["pose_error"]) and metrics["pose_error"] > 0 and 0 <= metrics["mask_iou"] <= 1
+    assert result["baselines"]["mean_face"]["identity_error"] is None
+    export(tmp_path / "run", formats=["onnx"], precisions=["fp32"], layouts=["fused"], progress=False)
+    report = validate(tmp_path / "run", parity_samples=2, progress=False)
+    (row,) = report["artifacts"]
+    assert row["status"] == "pass" and row["task"]["identity_error"] is None
+    assert row["task"]["pose_error"] == pytest.approx(report["reference"]["task"]["pose_error"], abs=0.01)
+    assert "n/a" in format_table(report)
