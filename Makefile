@@ -24,10 +24,10 @@ system-deps:
 demo: install
 	$(BIN)/edgecap pipeline lifting --out runs/demo
 
-test: install system-deps face-assets
+test: install system-deps face-assets real-motion
 	$(BIN)/python -m pytest -q
 
-test-slow: install system-deps face-assets
+test-slow: install system-deps face-assets real-motion
 	$(BIN)/python -m pytest -q -m slow
 
 bench: install

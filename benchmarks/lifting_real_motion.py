@@ -96,7 +96,7 @@ def main() -> int:
     for noise in ("exact", "noisy"):
         print(f"\nP-MPJPE (mm) on the direct joints, held-out real clips x {a.cameras} cameras, {noise} 2D")
         print("\n".join(table(rows, noise)))
-    write_json(a.out, {"command": command, "date": time.strftime("%Y-%m-%d"), "cameras_per_clip": a.cameras,
+    write_json(a.out, {"command": command, "date": time.strftime("%Y-%m-%d"), "cameras_per_shot": a.cameras,
                        "rows": rows})
     print(f"wrote {a.out}")
     return 0

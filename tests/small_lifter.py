@@ -9,7 +9,7 @@ from edgecap.models.lifting.model import LiftingConfig
 
 FAM = LiftingFamily()
 RUN = LiftingRun(model=LiftingConfig(hidden=64, blocks=1),
-                 data=MotionDataConfig(train_sequences=24, val_sequences=4, frames=60))
+                 data=MotionDataConfig(train_sequences=24, val_sequences=4, frames=60, real_sequences=4))
 
 
 def assert_int8_close(got: np.ndarray, eager: np.ndarray) -> None:

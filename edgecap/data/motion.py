@@ -23,9 +23,9 @@ class MotionDataConfig:
     # The defaults are the prior that transfers best to real motion (docs/lifting.md, "Real motion"):
     proportions: str = "anthropometric"  # | "fixed" (the rest skeleton +-5%)
     motions: str = "extended"  # | "classic" (walk, reach, turn, crouch, idle; no running, dancing, free motion)
-    # real motion mixed into training: this many sequences from the real-motion cache's training
-    # clips (never its evaluation clips; `make real-motion`), seen by the synthetic cameras
-    real_sequences: int = 0
+    # real motion mixed into training: this many sequences cut from the real-motion training clips
+    # bundled with edgecap (never an evaluation clip), seen by the synthetic cameras. 0: synthetic only
+    real_sequences: int = 400
     # h36m (VideoPose3D-style npz files; see README "Human3.6M")
     h36m_3d: str = ""
     h36m_2d: str = ""
@@ -55,16 +55,18 @@ class MotionDataConfig:
 
 def _real_training_sequences(cfg: MotionDataConfig, skeleton: str):
     """cfg.real_sequences clips of cfg.frames frames cut at random from the real-motion training
-    clips (resampled to cfg.fps), each filmed by its own synthetic camera with the same 2D noise."""
+    clips bundled with edgecap (real_motion/bundled.py; resampled to cfg.fps), each filmed by its
+    own synthetic camera with the same 2D noise."""
     import numpy as np
 
-    from edgecap.data.real_motion import load_clips
+    from edgecap.data.real_motion.bundled import load_training_clips
     from edgecap.data.real_motion.clips import resample
     from edgecap.data.synthetic_motion import observe_motion
 
     if skeleton != "h36m":
-        raise EdgecapError(f"data.real_sequences needs the h36m skeleton, not model.skeleton={skeleton!r}")
-    clips = [resample(c, cfg.fps) for c in load_clips(split="train")]
+        raise EdgecapError(f"data.real_sequences needs the h36m skeleton, not model.skeleton={skeleton!r}; "
+                           "set data.real_sequences=0")
+    clips = [resample(c, cfg.fps) for c in load_training_clips()]
     clips = [c for c in clips if len(c) >= cfg.frames]
     if not clips:
         raise EdgecapError(f"no real-motion training clip has data.frames={cfg.frames} frames at {cfg.fps} fps")

@@ -265,16 +265,52 @@ def test_anthropometric_proportions_span_real_skeletons():
     np.testing.assert_allclose(left, right, rtol=0.05)  # one skeleton: left and right limbs alike
 
 
-def test_real_sequences_join_training_only(tmp_path, monkeypatch):
+def test_real_sequences_join_training_only():
+    """data.real_sequences cuts from the bundled training clips (no cache needed)."""
     from edgecap.data.motion import MotionDataConfig, load_motion_windows
 
-    monkeypatch.setenv("EDGECAP_REAL_MOTION", str(fake_cache(tmp_path / "cache")))
-    cfg = MotionDataConfig(train_sequences=3, val_sequences=2, frames=12, real_sequences=4)  # stand-in climbs: 17 frames
+    cfg = MotionDataConfig(train_sequences=3, val_sequences=2, frames=12, real_sequences=4)
     train = load_motion_windows(cfg, "h36m", 9, "last", "train")
     val = load_motion_windows(cfg, "h36m", 9, "last", "val")
     assert len(np.unique(train.sequence_ids)) == 7 and len(np.unique(val.sequence_ids)) == 2
     with pytest.raises(EdgecapError, match="data.proportions"):
         MotionDataConfig(proportions="tall").validate()
+    with pytest.raises(EdgecapError, match="data.real_sequences needs the h36m skeleton"):
+        load_motion_windows(cfg, "coco", 9, "last", "train")
+
+
+def test_bundled_training_clips_hold_no_evaluation_clip():
+    from edgecap.data.real_motion.bundled import load_training_clips
+
+    clips = load_training_clips()
+    assert {c.source for c in clips} == {"holosoma", "deepmimic"} and not {c.name for c in clips} & set(EVAL_CLIPS)
+    for c in clips:
+        assert c.joints_mm.shape[1:] == (17, 3) and np.isfinite(c.joints_mm).all() and c.fps > 0
+
+
+def test_bundle_is_written_from_a_cache_and_refuses_a_bad_file(tmp_path):
+    from edgecap.data.real_motion.bundled import load_training_clips, write_bundle
+
+    cache = fake_cache(tmp_path / "cache")
+    written = write_bundle(cache, tmp_path / "clips.npz")
+    read = load_training_clips(tmp_path / "clips.npz")
+    assert [c.name for c in read] == [c.name for c in written] == [c.name for c in load_clips(cache, "train")]
+    np.testing.assert_array_equal(read[0].joints_mm, written[0].joints_mm)
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(EdgecapError, match="bad.npz: not a readable bundle of training clips"):
+        load_training_clips(tmp_path / "bad.npz")
+
+
+@pytest.mark.skipif(not (fetch_module.default_cache() / "sources.json").exists(),
+                    reason="no real-motion cache: run `make real-motion` to fetch the clips")
+def test_bundled_clips_are_the_caches_training_split():
+    from edgecap.data.real_motion.bundled import load_training_clips
+
+    bundled, cached = load_training_clips(), load_clips(split="train")
+    assert [c.name for c in bundled] == [c.name for c in cached]
+    for b, c in zip(bundled, cached):
+        assert b.fps == c.fps
+        np.testing.assert_allclose(b.joints_mm, c.joints_mm, atol=1e-3)
 
 
 def test_flat_2d_baseline_puts_unseen_joints_at_the_root():
@@ -327,3 +363,20 @@ def test_extended_motions_also_lie_roll_and_move_freely():
     shin = np.linalg.norm(extended.joints_3d_mm[..., JOINTS.index("l_knee"), :]
                           - extended.joints_3d_mm[..., JOINTS.index("l_ankle"), :], axis=-1)
     np.testing.assert_allclose(shin, np.broadcast_to(shin[:, :1], shin.shape), rtol=1e-4)
+
+
+def test_long_clips_are_filmed_in_shots_that_keep_the_person_in_view():
+    """A clip walking 12 m: one camera aimed at its middle loses the person at both ends; cut
+    into shots of the synthetic sequences' length, each aimed at its own shot, it does not."""
+    from edgecap.data.real_motion import RealClip
+    from edgecap.models.lifting.real_motion import film, rest_pose_mm
+
+    frames = 600  # 12 s at 50 fps
+    standing = rest_pose_mm() * [1, -1, 1] + [0, 900, 0]  # camera axes -> y-up world, feet near the floor
+    joints = standing[None] + np.linspace(0, 12_000, frames)[:, None, None] * [1, 0, 0]
+    clip = RealClip("test/cross", "test", "walk", 50.0, joints)
+    whole, _ = film([clip], 50.0, 9, "last", cameras=4, shot_frames=frames)
+    shots, names = film([clip], 50.0, 9, "last", cameras=4, shot_frames=100)
+    assert len(names) == 6 * 4 and len(shots) == len(whole) == frames * 4  # every frame kept, 6 shots x 4 cameras
+    in_view = lambda data: (data.keypoints[data.targets][..., 2] > 0).all(-1).mean()  # noqa: E731
+    assert in_view(whole) < 0.6 and in_view(shots) > 0.9

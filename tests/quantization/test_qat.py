@@ -17,7 +17,7 @@ from edgecap.quantization.qat import copy_trained_weights, qat_finetune
 FAM = LiftingFamily()
 RUN = LiftingRun(
     model=LiftingConfig(hidden=64, blocks=1),
-    data=MotionDataConfig(train_sequences=24, val_sequences=4, frames=60),
+    data=MotionDataConfig(train_sequences=24, val_sequences=4, frames=60, real_sequences=4),
 )
 
 

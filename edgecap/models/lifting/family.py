@@ -37,7 +37,7 @@ class LiftingFamily(ModelFamily):
         },
         quick_overrides=("model.hidden=64", "model.blocks=1", "train.steps=40", "train.batch_size=64",
                          "train.eval_every=20", "train.checkpoint_every=20", "data.train_sequences=24",
-                         "data.val_sequences=4", "data.frames=60"),
+                         "data.val_sequences=4", "data.frames=60", "data.real_sequences=4"),
     )
 
     def build(self, cfg: LiftingConfig) -> TemporalLifter:
@@ -119,7 +119,7 @@ class LiftingFamily(ModelFamily):
             raise EdgecapError(f"--cameras must be in [1, 64], got {cameras}")
         clips = load_clips(options.get("cache"), "eval")
         result = real_motion.evaluate_real_motion(predict, clips, run.data.fps, run.model.window, run.model.target,
-                                                  cameras, bool(options.get("noise")))
+                                                  cameras, bool(options.get("noise")), shot_frames=run.data.frames)
         return result, real_motion.format_table(result)
 
     def baselines(self, run: LiftingRun, train_data: PoseWindows, val_data: PoseWindows) -> dict[str, dict]:

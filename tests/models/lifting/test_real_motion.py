@@ -24,7 +24,7 @@ def test_evaluate_on_real_motion(run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "P-MPJPE" in out and "walk+run+dance" in out and "source:deepmimic" in out
     result = json.loads((run / "evaluate_real_motion.json").read_text())
-    assert result["set"] == "real-motion" and result["cameras_per_clip"] == 2 and result["direct_joints"] == 13
+    assert result["set"] == "real-motion" and result["cameras_per_shot"] == 2 and result["direct_joints"] == 13
     group = result["groups"]["all"]
     assert group["model"]["p_mpjpe_mm"] > 0 and group["rest_pose"]["p_mpjpe_mm"] > 0
     assert "mpjpe_mm" not in group["flat_2d"]  # scale-free: only its P-MPJPE is reported
