@@ -66,7 +66,7 @@ def run_pipeline(family_name: str, run_cfg: Any, out: Path, quant_method: str = 
         failed = e
     say(bench_table(stage("bench", bench, out, threads=threads, progress=progress, **(bench_options or {}))))
     stage("report", build_report, out)
-    say(f"report: {out / 'report.md'} and {out / 'report.json'}")
+    say(f"report: {out / 'report.html'} (open it in a browser), report.md and report.json")
     if failed:
         raise failed
     return timings
