@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "$EDGECAP_REAL_MOTION; reenactment's real-faces ~/.cache/edgecap/face-assets or "
                                     "$EDGECAP_FACE_ASSETS (the defaults)")
     sp.add_argument("--noise", action="store_true", help="real-motion: detector-like 2D noise (default exact 2D)")
-    sp.add_argument("--cameras", type=int, default=None, help="real-motion: virtual cameras per clip (default 16)")
+    sp.add_argument("--cameras", type=int, default=None, help="real-motion: virtual cameras per shot (default 16)")
 
     sp = add("derive", cmd_derive, "A new run directory with a trained run's weights under changed settings "
                                    "that keep every weight's shape (e.g. model.input_size=512).")

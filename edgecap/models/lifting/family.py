@@ -119,7 +119,7 @@ class LiftingFamily(ModelFamily):
             raise EdgecapError(f"--cameras must be in [1, 64], got {cameras}")
         clips = load_clips(options.get("cache"), "eval")
         result = real_motion.evaluate_real_motion(predict, clips, run.data.fps, run.model.window, run.model.target,
-                                                  cameras, bool(options.get("noise")), shot_frames=run.data.frames)
+                                                  cameras, bool(options.get("noise")))
         return result, real_motion.format_table(result)
 
     def baselines(self, run: LiftingRun, train_data: PoseWindows, val_data: PoseWindows) -> dict[str, dict]:

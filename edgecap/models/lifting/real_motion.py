@@ -3,12 +3,14 @@ data's random virtual cameras, windowed like the validation set, and scored on t
 joints (the joint centres every source defines alike; spine, thorax, neck and head are derived
 and left out of these numbers).
 
-Each clip is cut into shots as long as the synthetic sequences (data.frames, 2 s by default),
-and each shot is filmed by `cameras` virtual cameras (16 by default: a few would make the score
-depend on the viewpoints drawn) aimed at it, as a synthetic sequence is: one static camera aimed
-at a whole 15 s dance loses the dancer as she crosses the floor (a quarter of all frames had a
-direct joint out of the picture). 2D exact by default, or with the synthetic data's
-detector-like noise (`noise=True`). Metrics on the direct joints: P-MPJPE (similarity
+Each clip is cut into shots no longer than a synthetic sequence (2 s, the default data.frames at
+data.fps), and each shot is filmed by `cameras` virtual cameras (16 by default: a few would make
+the score depend on the viewpoints drawn) aimed at it, as a synthetic sequence is: one static
+camera aimed at a whole 15 s dance loses the dancer as she crosses the floor. 2D exact by
+default, or with the synthetic data's detector-like noise (`noise=True`). Frames whose direct
+joints are not all in the picture (the person walked out of a camera's view: no 2D to lift, as
+in a real video) are not scored; each group reports the fraction scored (`in_view`).
+Metrics on the direct joints: P-MPJPE (similarity
 aligned on them), MPJPE (root-relative, the pelvis is the root) and the acceleration error, per
 clip, source, motion type and overall, beside two baselines:
 - `rest_pose`: the synthetic skeleton standing at rest, facing the camera;
@@ -30,27 +32,35 @@ from edgecap.models.lifting.app import INPUT, OUTPUT
 
 FOCUS = ("walk", "run", "dance")  # the motion types the headline aims at
 CAMERAS = 16  # virtual cameras per shot by default
-SHOT_FRAMES = 100  # frames per shot when no run says otherwise: the synthetic sequences' default
+SHOT_SECONDS = 2.0  # the longest shot: a synthetic sequence at the defaults (100 frames at 50 fps)
 
 
 def film(clips: list[RealClip], fps: float, window: int, target: str, cameras: int = CAMERAS, noise: bool = False,
-         seed: int = 0, shot_frames: int = SHOT_FRAMES) -> tuple[PoseWindows, list[str]]:
-    """Windows over every clip, cut into shots of about `shot_frames` frames (at `fps`), each shot
-    seen by `cameras` cameras, and the clip name of each sequence (one per shot and camera)."""
+         seed: int = 0) -> tuple[PoseWindows, list[str], np.ndarray]:
+    """Windows over every clip, cut into equal shots of at most SHOT_SECONDS, each seen by `cameras`
+    cameras; the clip name of each sequence (one per shot and camera); and per window whether
+    its target frame has every direct joint in the picture (from the exact projection, so
+    detector-like noise does not change which frames count)."""
+    import copy
+
     from edgecap.data.synthetic_motion import observe_motion
 
     rng = np.random.default_rng(seed)
-    opts = {} if noise else {"noise_px": 0.0, "drop_prob": 0.0, "occlusion_rate": 0.0}
-    kps, gts, names = [], [], []
+    exact = {"noise_px": 0.0, "drop_prob": 0.0, "occlusion_rate": 0.0}
+    kps, gts, names, seen = [], [], [], []
     for clip in clips:
         world = resample(clip, fps).astype(np.float64)
-        for shot in np.array_split(world, max(1, round(len(world) / shot_frames))):
+        for shot in np.array_split(world, int(np.ceil(len(world) / (SHOT_SECONDS * fps)))):
             shot = np.broadcast_to(shot, (cameras,) + shot.shape)
-            seqs = observe_motion(shot, shot[:, :, 0], "h36m", rng, fps, **opts)
+            twin = copy.deepcopy(rng)  # the same cameras, drawn first, for the exact projection
+            seqs = observe_motion(shot, shot[:, :, 0], "h36m", rng, fps, **({} if noise else exact))
+            in_view = observe_motion(shot, shot[:, :, 0], "h36m", twin, fps, **exact).keypoints_2d[..., 2] > 0
             kps += list(seqs.keypoints_2d)
             gts += list(seqs.joints_3d_mm)
+            seen += list(in_view[..., DIRECT_MASK].all(-1))
             names += [clip.name] * cameras
-    return PoseWindows.from_sequences(kps, gts, window, target), names
+    data = PoseWindows.from_sequences(kps, gts, window, target)
+    return data, names, np.concatenate(seen)
 
 
 def rest_pose_mm() -> np.ndarray:
@@ -86,14 +96,18 @@ def _scores(pred: np.ndarray, gt: np.ndarray, seq_ids: np.ndarray, with_mpjpe: b
 
 
 def evaluate_real_motion(predict, clips: list[RealClip], fps: float, window: int, target: str, cameras: int = CAMERAS,
-                         noise: bool = False, seed: int = 0, shot_frames: int = SHOT_FRAMES) -> dict:
-    """{"groups": {group: {"model": scores, "rest_pose": ..., "flat_2d": ...}}, "clips": [...], settings}.
+                         noise: bool = False, seed: int = 0) -> dict:
+    """{"groups": {group: {"model": scores, "rest_pose": ..., "flat_2d": ..., "in_view": fraction}},
+    "clips": [...], settings}, scored on the frames in view (film).
     Groups: "all", "walk+run+dance", "source:<name>", "motion:<type>", "clip:<name>"."""
-    data, names = film(clips, fps, window, target, cameras, noise, seed, shot_frames)
+    data, names, in_view = film(clips, fps, window, target, cameras, noise, seed)
     preds = np.concatenate([predict({INPUT: kp})[OUTPUT] for kp, _ in data.batches(1024)])
     gt = data.target_poses()
     flat = flat_2d(data.keypoints[data.targets])
     rest = np.broadcast_to(rest_pose_mm(), gt.shape)
+    # a run of consecutive scored frames is one sequence for the acceleration error
+    breaks = np.r_[True, (np.diff(data.sequence_ids) != 0) | ~in_view[1:] | ~in_view[:-1]]
+    runs = np.cumsum(breaks)
     by_clip = {c.name: c for c in clips}
     seq_clip = np.array(names)[data.sequence_ids]
     members = defaultdict(list)
@@ -107,24 +121,28 @@ def evaluate_real_motion(predict, clips: list[RealClip], fps: float, window: int
     groups = {}
     for key, idx in members.items():
         idx = np.asarray(idx)
-        sid = data.sequence_ids[idx]
-        groups[key] = {"model": _scores(preds[idx], gt[idx], sid), "rest_pose": _scores(rest[idx], gt[idx], sid),
-                       "flat_2d": _scores(flat[idx], gt[idx], sid, with_mpjpe=False)}
+        scored = idx[in_view[idx]]
+        sid = runs[scored]
+        groups[key] = {"model": _scores(preds[scored], gt[scored], sid),
+                       "rest_pose": _scores(rest[scored], gt[scored], sid),
+                       "flat_2d": _scores(flat[scored], gt[scored], sid, with_mpjpe=False),
+                       "in_view": float(in_view[idx].mean())}
     return {"groups": groups, "clips": [c.name for c in clips], "cameras_per_shot": cameras, "noise": noise,
-            "fps": fps, "shot_frames": shot_frames, "direct_joints": int(DIRECT_MASK.sum()), "seed": seed}
+            "fps": fps, "shot_seconds": SHOT_SECONDS, "direct_joints": int(DIRECT_MASK.sum()), "seed": seed}
 
 
 def format_table(result: dict) -> str:
     order = sorted(result["groups"], key=lambda k: (k != "all", k != "+".join(FOCUS), k.split(":")[0], k))
-    lines = [(f"real motion: {len(result['clips'])} clips in {result['shot_frames']}-frame shots x "
+    lines = [(f"real motion: {len(result['clips'])} clips in shots of up to {result['shot_seconds']:g} s x "
               f"{result['cameras_per_shot']} virtual cameras, "
               f"{'detector-like noise' if result['noise'] else 'exact 2D'}; errors on the "
               f"{result['direct_joints']} direct joints (mm)"),
-             f"{'group':<28} {'frames':>7} {'P-MPJPE':>8} {'MPJPE':>7} {'accel':>6} {'rest P':>7} {'flat2D P':>9}"]
+             f"{'group':<28} {'frames':>7} {'in view':>8} {'P-MPJPE':>8} {'MPJPE':>7} {'accel':>6} {'rest P':>7} "
+             f"{'flat2D P':>9}"]
     for key in order:
         g = result["groups"][key]
         m = g["model"]
-        lines.append(f"{key:<28} {m['frames']:>7} {m['p_mpjpe_mm']:>8.1f} {m['mpjpe_mm']:>7.1f} "
+        lines.append(f"{key:<28} {m['frames']:>7} {g.get('in_view', 1.0):>8.0%} {m['p_mpjpe_mm']:>8.1f} {m['mpjpe_mm']:>7.1f} "
                      f"{m.get('accel_error_mm', float('nan')):>6.1f} {g['rest_pose']['p_mpjpe_mm']:>7.1f} "
                      f"{g['flat_2d']['p_mpjpe_mm']:>9.1f}")
     return "\n".join(lines)

@@ -194,9 +194,9 @@ def score(images: np.ndarray, masks: np.ndarray, split: ReenactmentSplit) -> dic
     drivers = to_chw(np.stack([v.frames[p.driver][p.driver_frame] for p in split.pairs]))
     driver_masks = np.stack([v.masks[p.driver][p.driver_frame] for p in split.pairs])[:, None].astype(np.float32)
     real = drivers * driver_masks
-    # the data's own visibility flags, when its landmarks are the judge's (synthetic heads)
+    # the data's own visibility flags, when the judge finds the data's landmarks (synthetic heads)
     visible = np.stack([v.landmarks[p.driver][p.driver_frame][:, 2]
-                        if v.landmarks[p.driver] is not None and len(v.landmarks[p.driver][0]) == judges.num_landmarks
+                        if judges.finds_data_landmarks and v.landmarks[p.driver] is not None
                         else np.ones(judges.num_landmarks) for p in split.pairs])
     pose = pose_error(judges.landmarks(images), judges.landmarks(real), judges.eyes, visible)
     is_self, is_cross = kinds == "self", kinds == "cross"

@@ -118,6 +118,7 @@ class MeshJudge:
     eyes = MESH_EYES
     num_landmarks = 468
     descriptor = None
+    finds_data_landmarks = False  # its own 468 points, whatever landmarks a folder has
 
     def __init__(self, path: Path):
         self.interpreter = _interpreter(path, {"*": 1404})
