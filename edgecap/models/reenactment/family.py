@@ -175,9 +175,10 @@ class ReenactmentFamily(ModelFamily):
     def load_data(self, run: ReenactmentRun, split: str) -> app.ReenactmentSplit:
         if run.data.source == "folder":  # refused before any work, not at training's first evaluation
             from edgecap.data.face_assets import asset
+            from edgecap.models.reenactment.real_faces import MESH_MODEL
 
             try:
-                asset("mediapipe/face_landmark.tflite")
+                asset(MESH_MODEL)
             except EdgecapError as e:
                 raise EdgecapError(f"data.source=folder scores the pose error with MediaPipe's face mesh: {e}") from None
         videos = load_face_videos(run.data, run.model.image_size, split)

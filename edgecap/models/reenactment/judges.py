@@ -40,6 +40,7 @@ def _trunk(width: int) -> nn.Sequential:
 
 class Judges(nn.Module):
     finds_data_landmarks = True  # trained on the data's own landmarks: its visibility flags apply
+
     def __init__(self, landmarks: int, identity_params: int, width: int = 16, eyes: tuple[int, int] = (0, 1)):
         super().__init__()
         self.num_landmarks, self.eyes = landmarks, tuple(eyes)  # eyes: the interocular distance's landmarks

