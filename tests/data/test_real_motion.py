@@ -297,6 +297,13 @@ def test_bundle_is_written_from_a_cache_and_refuses_a_bad_file(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(EdgecapError, match="bad.npz: not a readable bundle of training clips"):
         load_training_clips(tmp_path / "bad.npz")
+    index = [{"name": "isaac/walk", "source": "isaaclab", "motion": "walk", "fps": 60.0}]
+    np.savez(tmp_path / "leaky.npz", index=np.array(json.dumps(index)), clip0=np.zeros((5, 17, 3), np.float32))
+    with pytest.raises(EdgecapError, match="holds evaluation clips \\['isaac/walk'\\]"):
+        load_training_clips(tmp_path / "leaky.npz")
+    np.savez(tmp_path / "flat.npz", index=np.array(json.dumps(index)), clip0=np.zeros((5, 51), np.float32))
+    with pytest.raises(EdgecapError, match="not \\(frames, 17, 3\\) joints"):
+        load_training_clips(tmp_path / "flat.npz")
 
 
 @pytest.mark.skipif(not (fetch_module.default_cache() / "sources.json").exists(),

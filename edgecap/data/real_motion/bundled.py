@@ -37,7 +37,10 @@ def load_training_clips(path: Path = BUNDLE) -> list[RealClip]:
             index = json.loads(str(f["index"]))
             clips = [RealClip(c["name"], c["source"], c["motion"], float(c["fps"]), f[f"clip{i}"])
                      for i, c in enumerate(index)]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        bad = [c.name for c in clips if c.joints_mm.ndim != 3 or c.joints_mm.shape[1:] != (17, 3)]
+        if bad:
+            raise ValueError(f"clips {bad} are not (frames, 17, 3) joints")
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
         raise EdgecapError(f"{path}: not a readable bundle of training clips ({e}); reinstall edgecap or "
                            "rewrite it with `python -m edgecap.data.real_motion.bundled`") from None
     leaked = [c.name for c in clips if c.name in EVAL_CLIPS]
