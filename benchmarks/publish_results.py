@@ -68,6 +68,13 @@ def _precision(name: str) -> str:
     return "reference" if name.startswith("pytorch_fp32") else ("int8" if "_int8" in name else "fp32")
 
 
+def _cell(values: dict, metric: str) -> str:
+    """A metric to three decimals; n/a when it was not measured on this data (None); empty when absent."""
+    if values.get(metric) is not None:
+        return f"{values[metric]:.3f}"
+    return "n/a" if metric in values else ""
+
+
 def markdown_table(result: dict, short: bool = False) -> list[str]:
     """The family's artifact table; short (the README's): the int8 artifacts of the family's first
     default layout (the whole graph for most) that ran here, with PyTorch eager of that layout
@@ -79,7 +86,7 @@ def markdown_table(result: dict, short: bool = False) -> list[str]:
         if short and (r["status"] == "skipped" or r.get("layout", "whole") != result.get("main_layout", "whole")
                       or _precision(r["artifact"]) == "fp32"):
             continue
-        cells = [f"{r[m]:.3f}" if r.get(m) is not None else ("n/a" if m in r else "") for m in metrics]
+        cells = [_cell(r, m) for m in metrics]
         speed = [f"{r['size_mb']:.2f}", f"{r['p50_ms']:.3f}", f"{r['speedup_vs_pytorch']:.2f}"] if "p50_ms" in r \
             else ["", "", ""]
         lines.append(f"| {r['artifact']} | {r['status']} | " + " | ".join(cells + speed) + " |")
@@ -96,9 +103,8 @@ def other_solvers(result: dict) -> list[str]:
             continue
         lines += [f"`{group}` (PyTorch fp32, the same outputs solved otherwise; `model` is the model's own):", "",
                   f"| solver | {' | '.join(metrics)} |", "|---|" + "---|" * len(metrics),
-                  "| model | " + " | ".join(f"{val[m]:.3f}" if val.get(m) is not None else "n/a" for m in metrics) + " |"]
-        lines += [f"| {name} | " + " | ".join(f"{v[m]:.3f}" if v.get(m) is not None else ("n/a" if m in v else "")
-                                            for m in metrics) + " |" for name, v in solvers.items()]
+                  "| model | " + " | ".join(_cell(val, m) for m in metrics) + " |"]
+        lines += [f"| {name} | " + " | ".join(_cell(v, m) for m in metrics) + " |" for name, v in solvers.items()]
     return lines
 
 

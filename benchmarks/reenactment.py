@@ -126,6 +126,9 @@ def collect(run_dir: Path, ablations: dict[str, Path]) -> dict:
     import tempfile
 
     model = read_json(run_dir / "model.json", "training record")
+    if model["val"].get("identity_error") is None:
+        raise EdgecapError(f"{run_dir}: trained on a folder of real faces, where the identity error is not measured; "
+                           "this benchmark compares runs on the synthetic heads")
     validate = read_json(run_dir / "validate.json", "validation results")
     macs = part_macs(run_dir)
     with tempfile.TemporaryDirectory() as tmp:

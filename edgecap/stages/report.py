@@ -272,6 +272,12 @@ def _training_rows(tr: dict) -> list[tuple[str, dict]]:
     return rows + list(tr.get("baselines", {}).items())
 
 
+def _metric_keys(val: dict) -> list[str]:
+    """The metrics of a training record's `val`: float values, and None for one not measured on
+    this data (shown as n/a)."""
+    return [k for k, v in val.items() if isinstance(v, float) or v is None]
+
+
 def _figure(value: float) -> str:
     """Two decimals (mm, dB, 0.00), three for fractions like 0.123."""
     return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3f}"
@@ -292,12 +298,12 @@ def _markdown(report: dict, plots: list[str]) -> str:
     out = [f"# edgecap report: {run['family']}", ""]
     tr = report.get("training")
     if tr:
+        keys = _metric_keys(tr["val"])
         out += ["## Training", "", f"{tr['steps']} steps on {tr['device']}.", "",
-                "| model | " + " | ".join(k for k, v in tr["val"].items() if isinstance(v, float)) + " |",
-                "|---|" + "---|" * sum(isinstance(v, float) for v in tr["val"].values())]
-        keys = [k for k, v in tr["val"].items() if isinstance(v, float)]
+                "| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
         for name, m in _training_rows(tr):
-            out.append(f"| {name} | " + " | ".join(_figure(m[k]) if isinstance(m.get(k), float) else "" for k in keys)
+            out.append(f"| {name} | " + " | ".join(_figure(m[k]) if isinstance(m.get(k), float)
+                                                    else "n/a" if k in m and m[k] is None else "" for k in keys)
                        + " |")
         notes = _metric_notes(run["family"])
         out += ["", notes, ""] if notes else [""]
@@ -366,9 +372,10 @@ def _html(report: dict, plots: dict[str, bytes]) -> str:
                    "again.</p>")
     tr = report.get("training")
     if tr:
-        keys = [k for k, v in tr["val"].items() if isinstance(v, float)]
+        keys = _metric_keys(tr["val"])
         out += [f"<h2>Training</h2><p>{tr['steps']} steps on {e(tr['device'])}.</p>"]
-        out += table(["model"] + keys, [[f"<td>{e(name)}</td>"] + [num(m.get(k)) for k in keys]
+        out += table(["model"] + keys, [[f"<td>{e(name)}</td>"]
+                                        + ["<td>n/a</td>" if k in m and m[k] is None else num(m.get(k)) for k in keys]
                                         for name, m in _training_rows(tr)])
         notes = _metric_notes(run["family"])
         if notes:

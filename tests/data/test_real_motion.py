@@ -390,6 +390,11 @@ def test_long_clips_are_filmed_in_short_shots_and_frames_out_of_view_are_not_sco
     assert in_view.mean() > 0.9
     _, _, fast_view = film([crossing(60_000)], 50.0, 9, "last", cameras=4)
     assert fast_view.mean() < 0.9
+    noisy, _, noisy_view = film([crossing(60_000)], 50.0, 9, "last", cameras=4, noise=True)
+    # which frames count comes from the exact projection: a detector's dropped joints do not remove a
+    # frame (only pixel noise at the picture's edge makes the two differ the other way)
+    noisy_seen = (noisy.keypoints[noisy.targets][..., 2][:, DIRECT_MASK] > 0).all(-1)
+    assert (noisy_view & ~noisy_seen).mean() > 0.05 and (noisy_seen & ~noisy_view).mean() < 0.01
     result = evaluate_real_motion(lambda x: {"joints_3d_mm": np.zeros((len(x["keypoints_2d"]), 17, 3))},
                                   [crossing(60_000)], 50.0, 9, "last", cameras=4)
     group = result["groups"]["all"]

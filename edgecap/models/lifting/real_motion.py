@@ -52,9 +52,10 @@ def film(clips: list[RealClip], fps: float, window: int, target: str, cameras: i
         world = resample(clip, fps).astype(np.float64)
         for shot in np.array_split(world, int(np.ceil(len(world) / (SHOT_SECONDS * fps)))):
             shot = np.broadcast_to(shot, (cameras,) + shot.shape)
-            twin = copy.deepcopy(rng)  # the same cameras, drawn first, for the exact projection
+            twin = copy.deepcopy(rng) if noise else None  # the same cameras, drawn first, for the exact projection
             seqs = observe_motion(shot, shot[:, :, 0], "h36m", rng, fps, **({} if noise else exact))
-            in_view = observe_motion(shot, shot[:, :, 0], "h36m", twin, fps, **exact).keypoints_2d[..., 2] > 0
+            seen_2d = observe_motion(shot, shot[:, :, 0], "h36m", twin, fps, **exact) if noise else seqs
+            in_view = seen_2d.keypoints_2d[..., 2] > 0
             kps += list(seqs.keypoints_2d)
             gts += list(seqs.joints_3d_mm)
             seen += list(in_view[..., DIRECT_MASK].all(-1))

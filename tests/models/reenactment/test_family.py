@@ -239,6 +239,7 @@ def test_trains_and_validates_on_a_folder_scored_by_the_face_mesh(family, run, t
     passes on the rest."""
     from edgecap.data import face_assets
     from edgecap.stages.export import export
+    from edgecap.stages.report import build_report
     from edgecap.stages.train import train
     from edgecap.stages.validate import format_table, validate
     from tests.data.test_face_videos import write_folder
@@ -261,3 +262,6 @@ def test_trains_and_validates_on_a_folder_scored_by_the_face_mesh(family, run, t
     assert row["status"] == "pass" and row["task"]["identity_error"] is None
     assert row["task"]["pose_error"] == pytest.approx(report["reference"]["task"]["pose_error"], abs=0.01)
     assert "n/a" in format_table(report)
+    build_report(tmp_path / "run")
+    training_table = (tmp_path / "run" / "report.md").read_text().split("## Training")[1]
+    assert "identity_error" in training_table and "n/a" in training_table
