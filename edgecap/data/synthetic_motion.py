@@ -63,7 +63,9 @@ _LIMITS = {
     "spine_flex": (-20, 60), "spine_twist": (-40, 40), "spine_side": (-25, 25),
     "neck_flex": (-40, 50), "neck_twist": (-60, 60),
     "pelvis_pitch": (-15, 45), "pelvis_roll": (-10, 10),
-    "shoulder_twist": (-60, 80),  # internal rotation positive; moved only by the extended mix
+    # internal rotation positive; moved only by the extended mix. +-90 (was -60..80): a dancer's
+    # hold (upper arm out, forearm across the chest or raised) needs the full range (docs/lifting.md)
+    "shoulder_twist": (-90, 90),
     # the whole body's lean forward and sideways (lying, crawling, cartwheels); extended mix only
     "body_pitch": (-120, 120), "body_roll": (-180, 180),
 }
@@ -230,7 +232,7 @@ def _run_dance_free(rng: np.random.Generator, ch: dict, w: dict, t: np.ndarray, 
     ch["pelvis_roll"] += wd1 * wave((n,), 0, 8)
     ch["neck_flex"] += wd1 * wave((n,), 0, 25)
 
-    ch["shoulder_twist"] += rng.uniform(-20, 50, (n, 2, 1)) + wave((n, 2), 0, 30)
+    ch["shoulder_twist"] += rng.uniform(-70, 80, (n, 2, 1)) + wave((n, 2), 0, 30)
     wf = w["free"]
     for k, (lo, hi) in _LIMITS.items():  # the clip to the limits comes after, in _trajectories
         shape = (n, 2) if k in _SIDE_CHANNELS + ["shoulder_twist"] else (n,)

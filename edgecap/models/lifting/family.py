@@ -69,7 +69,7 @@ class LiftingFamily(ModelFamily):
 
     def float_modules(self) -> list[str]:
         # Pixel-range inputs and millimetre outputs lose too much at 8 bits; only the MLP is int8.
-        return ["normalize", "denormalize"]
+        return ["normalize", "denormalize", "mirror_pair", "mirror_mean"]
 
     def load_data(self, run: LiftingRun, split: str) -> PoseWindows:
         return load_motion_windows(run.data, run.model.skeleton, run.model.window, run.model.target, split)

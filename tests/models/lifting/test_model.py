@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -84,3 +86,94 @@ def test_pose_statistics_and_root_output():
 def test_bad_config(kwargs, message):
     with pytest.raises(EdgecapError, match=message):
         TemporalLifter(LiftingConfig(**kwargs))
+
+
+def _mirror_h36m(x):
+    """Hand-written left-right mirror of h36m (..., 17, 3) values: l_/r_ joints swapped, x negated."""
+    from edgecap.data.skeletons import H36M
+
+    names = H36M.joints
+    twin = [names.index(n.replace("l_", "@").replace("r_", "l_").replace("@", "r_")) for n in names]
+    out = x[..., twin, :].clone()
+    out[..., 0] = -out[..., 0]
+    return out
+
+
+@pytest.mark.parametrize("skeleton", ["h36m", "coco"])
+def test_mirror_swaps_each_left_joint_with_its_right_twin(skeleton):
+    from edgecap.data.skeletons import get_skeleton
+    from edgecap.models.lifting.model import Mirror
+
+    joints = get_skeleton(skeleton).joints
+    moved = Mirror(joints)(torch.arange(len(joints), dtype=torch.float32).view(1, -1, 1).repeat(1, 1, 3))
+    for i, name in enumerate(joints):
+        twin = name.replace("l_", "@").replace("r_", "l_").replace("@", "r_")
+        assert moved[0, i].tolist() == [-joints.index(twin), joints.index(twin), joints.index(twin)]
+
+
+def test_mirror_average_is_left_right_symmetric_and_averages_both_views(windows):
+    model = TemporalLifter(LiftingConfig(hidden=64, blocks=1, mirror_average=True))
+    model.set_pose_statistics(torch.randn(50, 17, 3) * 200)
+    model.train()
+    model(torch.from_numpy(windows))  # non-trivial BatchNorm statistics
+    model.eval()
+    x = torch.from_numpy(windows)
+    mirrored_input = _mirror_h36m(x)  # pixel x negated: the normalizer is translation-invariant
+    torch.testing.assert_close(model(mirrored_input), _mirror_h36m(model(x)), atol=1e-3, rtol=1e-4)
+    # the prediction is the mean of the plain lift and the mirrored lift of the mirror image
+    plain = TemporalLifter(LiftingConfig(hidden=64, blocks=1)).eval()  # the default: one lift
+    plain.load_state_dict(model.state_dict())
+    assert plain.mirror_pair is None and not torch.allclose(plain(x), model(x), atol=1e-3)
+    expected = (plain(x) + _mirror_h36m(plain(mirrored_input))) / 2
+    torch.testing.assert_close(model(x), expected, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(fold_for_export(model)(x), model(x), atol=1e-3, rtol=1e-4)
+
+
+def test_training_mirrors_about_half_of_each_batch(windows):
+    """In training, a mirrored sample's prediction is the mirror of the plain model's prediction
+    for the mirrored window: compare sample by sample with dropout off and BatchNorm frozen."""
+    model = TemporalLifter(LiftingConfig(hidden=64, blocks=1, dropout=0.0))
+    model.set_pose_statistics(torch.randn(50, 17, 3) * 200)
+    plain = TemporalLifter(LiftingConfig(hidden=64, blocks=1, dropout=0.0, mirror=False))
+    plain.load_state_dict(model.state_dict())
+    model.train()
+    plain.eval()
+    for m in model.modules():  # batch statistics would mix the samples
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.eval()
+    x = torch.from_numpy(np.concatenate([windows] * 8))
+    torch.manual_seed(0)
+    out = model(x)
+    as_plain = torch.isclose(out, plain(x), atol=1e-3).flatten(1).all(1)
+    as_mirror = torch.isclose(out, _mirror_h36m(plain(_mirror_h36m(x))), atol=1e-3).flatten(1).all(1)
+    assert bool((as_plain | as_mirror).all())
+    assert 0.3 < as_mirror.float().mean() < 0.7
+
+
+def test_mirror_average_exports_with_the_mirror_in_float(small_lifter, tmp_path):
+    """The two-lift graph converts (LiteRT, the strictest converter here): fp32 equals eager, int8
+    stays close, and both mirrors (features in, poses out) are gathers in the graph."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from edgecap.backends.tflite.export import export_tflite, tflite_op_stats
+    from edgecap.backends.tflite.runner import TFLiteRunner
+    from edgecap.models.lifting.app import INPUT, OUTPUT
+    from tests.small_lifter import RUN, assert_int8_close, export_both
+
+    model = TemporalLifter(dataclasses.replace(RUN.model, mirror_average=True))
+    for part in ("normalize", "core", "denormalize"):  # the trained lifter's export form
+        setattr(model, part, getattr(small_lifter.model, part))
+    model.eval()
+    windows = small_lifter.windows[:16]
+    with torch.no_grad():
+        eager = model(torch.from_numpy(windows)).numpy()
+        plain = small_lifter.model(torch.from_numpy(windows)).numpy()
+    assert np.abs(eager - plain).max() > 1e-3  # the mirror changes the output
+    artifacts = export_both(export_tflite, model, windows, small_lifter.calibration, tmp_path, ".tflite")
+    got = {p: np.concatenate([TFLiteRunner(path).run({INPUT: w[None]})[OUTPUT] for w in windows])
+           for p, (path, _) in artifacts.items()}
+    np.testing.assert_allclose(got["fp32"], eager, atol=1e-3 * np.abs(eager).max())
+    assert_int8_close(got["int8"], eager)
+    stats = tflite_op_stats(flatbuffer_utils.read_model(str(artifacts["int8"][0])))
+    assert stats["int8_ops"]["FULLY_CONNECTED"] == 4
+    assert stats["ops"]["GATHER_ND"] == 2
