@@ -246,4 +246,5 @@ def fold_for_export(model: TemporalLifter) -> TemporalLifter:
                 fold_blocks(child)
 
     fold_blocks(folded.core)
+    folded.mirror = None  # random mirroring is for training; a QAT graph exported in train mode must not hold it
     return folded

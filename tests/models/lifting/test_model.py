@@ -177,3 +177,13 @@ def test_mirror_average_exports_with_the_mirror_in_float(small_lifter, tmp_path)
     stats = tflite_op_stats(flatbuffer_utils.read_model(str(artifacts["int8"][0])))
     assert stats["int8_ops"]["FULLY_CONNECTED"] == 4
     assert stats["ops"]["GATHER_ND"] == 2
+
+
+def test_export_form_never_mirrors_at_random(windows):
+    """QAT exports the export form in train mode: it must not capture the training-time mirror."""
+    model = TemporalLifter(LiftingConfig(hidden=32, blocks=1, dropout=0.0))
+    model.eval()
+    folded = fold_for_export(model).train()
+    x = torch.from_numpy(windows)
+    first = folded(x)
+    assert folded.mirror is None and all(torch.equal(first, folded(x)) for _ in range(3))
