@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ def limb_poses(poses: np.ndarray, limb: str) -> np.ndarray:
     for side, mirror in (("r", 1.0), ("l", -1.0)):
         names = [f"{side}_{j}" for j in LIMBS[limb]]
         bones = []
-        for a, b in zip(names, names[1:]):
+        for a, b in pairwise(names):
             v = poses[:, ix(b)] - poses[:, ix(a)]
             v /= np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
             bones.append(np.stack([mirror * (v * left).sum(-1), (v * up).sum(-1), (v * back).sum(-1)], -1))

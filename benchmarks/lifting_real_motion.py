@@ -8,9 +8,9 @@ the direct joints per motion type, beside the flat-2D and rest-pose baselines.
 
 Needs the real-motion cache (`make real-motion`). Each run's training settings that matter for
 transfer (data.proportions, data.motions, data.train_sequences, data.real_sequences, train.steps,
-model.dropout, model.mirror, data.seed) are recorded beside its row, and the row trained with edgecap's
-default settings is marked, so the table says what each model saw. --readme also writes the
-short table between README.md's `lifting-real-motion` markers.
+model.dropout, model.mirror, model.mirror_average, data.seed) are recorded beside its row, and
+the row trained with edgecap's default settings is marked, so the table says what each model
+saw. --readme also writes the short table between README.md's `lifting-real-motion` markers.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def evaluate(run_dir: Path, cameras: int) -> dict:
     data = dataclasses.asdict(run.data)
     row = {"run": str(run_dir), "default": run == LiftingRun(),
            "training": {k: data[k] for k in SETTINGS} | {"steps": run.train.steps, "dropout": run.model.dropout,
-                                                          "mirror": run.model.mirror, "seed": run.data.seed,
+                                                          "mirror": run.model.mirror,
+                                                          "mirror_average": run.model.mirror_average, "seed": run.data.seed,
                                                           "train_seed": run.train.seed}}
     for name, noise in (("exact", False), ("noisy", True)):
         row[name], _ = family.evaluate_on("real-motion", predict, run, {"noise": noise, "cameras": cameras})
@@ -52,7 +53,8 @@ def label(row: dict) -> str:
     real = f"+{t['real_sequences']} real" if t["real_sequences"] else "synthetic only"
     seed = f", seed {t['seed']}" if t.get("seed") else ""
     return (f"{real} ({t['proportions']}, {t['motions']}, {t['train_sequences']} sequences, {t['steps']} steps, "
-            f"dropout {t.get('dropout', 0.25)}{'' if t.get('mirror', False) else ', no mirroring'}{seed})"
+            f"dropout {t.get('dropout', 0.25)}{'' if t.get('mirror', False) else ', no mirroring'}"
+            f"{', mirror average' if t.get('mirror_average') else ''}{seed})"
             + (' [default]' if row['default'] else ''))
 
 
