@@ -6,8 +6,9 @@ clips, the distance from each limb's pose to the nearest pose of that limb in th
 (--out defaults to docs/results/benchmarks/lifting_pose_coverage.json.)
 
 A limb's pose is the unit directions of its two bones (upper arm and forearm, or thigh and shin)
-in the torso's frame (left, up, back), 6 numbers; left limbs are mirrored onto the right, so
-each frame gives two arms and two legs. The distance to the nearest training limb is 0 for a pose
+in the torso's frame (outward, up, forward), 6 numbers, so a left limb reads like its mirrored
+right twin and each frame gives two arms and two legs
+(`edgecap.models.lifting.real_motion.limb_poses`). The distance to the nearest training limb is 0 for a pose
 the data holds and up to about 2.8 for one pointing the other way; a frame past 0.3 (a bone about
 17 degrees from anything seen) counts as not covered. Training data: the synthetic motion mixes
 (classic and extended, anthropometric bodies, every 2nd frame of --sequences sequences) and
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -28,31 +28,9 @@ import torch
 
 from edgecap import EdgecapError
 from edgecap.core.io import write_json
-from edgecap.data.skeletons import H36M
+from edgecap.models.lifting.real_motion import LIMBS, limb_poses
 
-LIMBS = {"arm": ("shoulder", "elbow", "wrist"), "leg": ("hip", "knee", "ankle")}
 FAR = 0.3
-
-
-def limb_poses(poses: np.ndarray, limb: str) -> np.ndarray:
-    """(N, 17, 3) H36M poses, any frame and handedness-preserving axes -> (2N, 6): both limbs'
-    bone directions in the torso frame, the left limb mirrored onto the right."""
-    ix = H36M.index
-    up = poses[:, ix("thorax")] - poses[:, ix("pelvis")]
-    up /= np.linalg.norm(up, axis=-1, keepdims=True)
-    back = np.cross(up, poses[:, ix("l_shoulder")] - poses[:, ix("r_shoulder")])
-    back /= np.linalg.norm(back, axis=-1, keepdims=True)
-    left = np.cross(back, up)
-    out = []
-    for side, mirror in (("r", 1.0), ("l", -1.0)):
-        names = [f"{side}_{j}" for j in LIMBS[limb]]
-        bones = []
-        for a, b in pairwise(names):
-            v = poses[:, ix(b)] - poses[:, ix(a)]
-            v /= np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
-            bones.append(np.stack([mirror * (v * left).sum(-1), (v * up).sum(-1), (v * back).sum(-1)], -1))
-        out.append(np.concatenate(bones, -1))
-    return np.concatenate(out)
 
 
 def nearest(query: np.ndarray, pool: np.ndarray, chunk: int = 4096) -> np.ndarray:

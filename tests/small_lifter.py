@@ -20,14 +20,13 @@ def assert_int8_close(got: np.ndarray, eager: np.ndarray) -> None:
 
 
 def request(model, windows, precision: str, calibration=(), **overrides):
-    """The ExportRequest of the small lifter, as the export stage builds it (the family's
-    float_modules that the model has)."""
+    """The ExportRequest of the small lifter, as the export stage builds it."""
     from edgecap.backends.base import ExportRequest
     from edgecap.models.lifting.app import INPUT
 
     fields = dict(model=model, example_inputs={INPUT: windows[:1]}, output_names=FAM.output_names(RUN.model),
                   precision=precision, metadata=FAM.metadata(RUN.model), calibration=list(calibration),
-                  float_modules=[m for m in FAM.float_modules() if m in dict(model.named_modules())])
+                  float_modules=FAM.float_modules(model.cfg))
     return ExportRequest(**{**fields, **overrides})
 
 

@@ -71,15 +71,17 @@ def to_dict(cfg: Any) -> dict:
 
 def from_dict(cls: type, data: dict, where: str = "config") -> Any:
     """Build the dataclass `cls` from a (nested) dict as read from JSON: unknown keys and values
-    of the wrong type are refused, naming the field."""
+    of the wrong type are refused, naming the field. A key the dict lacks takes the class's
+    `BEFORE_FIELD_EXISTED` value where it has one (what a config saved before the field existed
+    meant, e.g. no mirroring for a lifter trained without it), else the field's default."""
     if not isinstance(data, dict):
         raise EdgecapError(f"{where}: expected an object of {cls.__name__} fields, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
         raise EdgecapError(f"{where}: unknown keys {sorted(unknown)} for {cls.__name__}")
-    kwargs = {}
     hints = typing.get_type_hints(cls)
+    kwargs = {name: value for name, value in getattr(cls, "BEFORE_FIELD_EXISTED", {}).items() if name not in data}
     for name, value in data.items():
         kwargs[name] = _typed(value, hints[name], f"{where}.{name}")
     try:

@@ -111,8 +111,8 @@ class ModelFamily(abc.ABC):
     def metadata(self, cfg: Any) -> dict[str, str]:
         """Pre/post-processing facts stored in every artifact (input size, mean/std, joint names...)."""
 
-    def float_modules(self) -> list[str]:
-        """Submodules of the export form kept in fp32 by every int8 path."""
+    def float_modules(self, cfg: Any) -> list[str]:
+        """Submodules of `cfg`'s export form kept in fp32 by every int8 path (each one it has)."""
         return []
 
     def parts(self, export_model: torch.nn.Module, cfg: Any, layout: str) -> list[Part]:
@@ -199,7 +199,7 @@ class ModelFamily(abc.ABC):
             return tuple(torch.from_numpy(inputs[n]) for n in names), torch.from_numpy(targets)
 
         example = tuple(torch.from_numpy(a) for a in self.calibration_inputs(train_data, 1, seed)[0].values())
-        return qat_finetune(model, example, sample, self.loss, steps, lr, self.float_modules())
+        return qat_finetune(model, example, sample, self.loss, steps, lr, self.float_modules(run.model))
 
     def baselines(self, run: Any, train_data: Any, val_data: Any) -> dict[str, dict]:
         """Trivial predictors' metrics on the validation set, reported beside the model's."""

@@ -110,7 +110,7 @@ def export(run_dir: Path, formats: list[str] | None = None, precisions: list[str
         try:
             with atomic_path(out_dir / name) as tmp:
                 record = _export_layout(parts[layout, precision], feeds[layout, precision], layout, fmt, precision,
-                                        metadata, family.float_modules(), family.output_names(run.model),
+                                        metadata, family.float_modules(run.model), family.output_names(run.model),
                                         exporters[fmt], tmp, list(family.input_spec(run.model)))
         except Exception as e:  # one backend failing must not lose the others
             manifest["failures"].append({"format": fmt, "precision": precision, "layout": layout,

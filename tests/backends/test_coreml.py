@@ -93,7 +93,7 @@ def test_int8_is_weight_only_int8_with_fp32_normalization(artifacts):
 
 
 def test_float_modules_keep_float_weights(lifter, tmp_path):
-    req = request(lifter, "int8", float_modules=request(lifter, "int8").float_modules + ["core.head"])
+    req = request(lifter, "int8", float_modules=FAM.float_modules(CFG) + ["core.head"])
     record = export_coreml(req, tmp_path / "m.mlpackage")
     ops = mil_ops(ct.utils.load_spec(str(tmp_path / "m.mlpackage")))
     assert record.details["int8_weights"] == 3

@@ -32,3 +32,15 @@ def test_round_trip_and_unknown_keys():
     data["model"]["colour"] = "red"
     with pytest.raises(EdgecapError, match="unknown keys \\['colour'\\]"):
         from_dict(LiftingRun, data)
+
+
+def test_a_field_missing_from_a_saved_config_takes_its_value_from_before_it_existed():
+    """A lifter saved before `model.mirror` existed was trained without mirroring: it must not
+    read back as the mirrored default (nor resume as one)."""
+    data = to_dict(LiftingRun())
+    assert data["model"]["mirror"] is True
+    del data["model"]["mirror"], data["model"]["mirror_average"]
+    old = from_dict(LiftingRun, data)
+    assert old.model.mirror is False and old.model.mirror_average is False
+    assert old != LiftingRun()
+    assert from_dict(LiftingRun, to_dict(LiftingRun())) == LiftingRun()  # a saved key always wins

@@ -5,6 +5,7 @@ import pytest
 
 from edgecap.data.skeletons import get_skeleton
 from edgecap.data.synthetic_motion import generate_motion
+from edgecap.models.lifting.real_motion import limb_poses
 
 # COCO draws hip-shoulder lines through the flexible spine: not rigid in the kinematic model.
 NON_RIGID = {("l_hip", "l_shoulder"), ("r_hip", "r_shoulder")}
@@ -93,32 +94,15 @@ def test_detection_settings_only_affect_2d():
     assert np.all(dropped.keypoints_2d == 0)
 
 
-def _arm_in_torso_frame(poses: np.ndarray, side: str) -> np.ndarray:
-    """(N, 17, 3) h36m poses -> (N, 6): upper-arm and forearm unit directions in the torso's frame
-    (outward, up, forward), so the left arm reads like the right."""
-    ix = get_skeleton("h36m").index
-    up = poses[:, ix("thorax")] - poses[:, ix("pelvis")]
-    up /= np.linalg.norm(up, axis=-1, keepdims=True)
-    back = np.cross(up, poses[:, ix("l_shoulder")] - poses[:, ix("r_shoulder")])
-    back /= np.linalg.norm(back, axis=-1, keepdims=True)
-    outward = np.cross(back, up) * (-1.0 if side == "r" else 1.0)
-    bones = []
-    for a, b in (("shoulder", "elbow"), ("elbow", "wrist")):
-        v = poses[:, ix(f"{side}_{b}")] - poses[:, ix(f"{side}_{a}")]
-        v /= np.linalg.norm(v, axis=-1, keepdims=True)
-        bones.append(np.stack([(v * outward).sum(-1), (v * up).sum(-1), -(v * back).sum(-1)], -1))
-    return np.concatenate(bones, -1)
-
-
 def test_extended_mix_reaches_a_dancers_hold():
-    """Ballroom hold from the held-out dance mocap: the upper arm forward and out at shoulder
-    height, the forearm across the chest (a shoulder twisted inwards by about 90 degrees), and
-    the other arm out to the side with the forearm raised (twisted outwards). The narrower
-    twist range the synthetic arms had first never came within 0.3 of these."""
+    """The ballroom hold of the held-out isaaclab dance, as (outward, up, forward) bone directions
+    in the torso's frame (limb_poses): one upper arm forward and out at shoulder height with the
+    forearm across the chest (the shoulder twisted inwards by about 90 degrees), the other arm
+    out to the side with the forearm raised (twisted outwards). The synthetic arms' first twist
+    range (-60..80 degrees) never came within 0.3 of the first."""
     m = generate_motion(400, 100, seed=3, proportions="anthropometric", motions="extended", noise_px=0.0,
                         drop_prob=0.0, occlusion_rate=0.0)
-    poses = m.joints_3d_mm[:, ::2].reshape(-1, 17, 3).astype(np.float64)
-    arms = np.concatenate([_arm_in_torso_frame(poses, "r"), _arm_in_torso_frame(poses, "l")])
+    arms = limb_poses(m.joints_3d_mm[:, ::2].reshape(-1, 17, 3).astype(np.float64), "arm")
     holds = {"forearm across the chest": [0.52, -0.14, 0.83, -0.39, 0.19, 0.90],
              "forearm raised": [0.96, 0.23, 0.10, 0.34, 0.73, 0.59]}
     for name, hold in holds.items():

@@ -52,7 +52,7 @@ def test_qat_changes_weights_and_keeps_accuracy(setup):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with one_thread():
         tuned = qat_finetune(model, (windows[:1],), batches(train, 256), FAM.loss, steps=15, lr=1e-4,
-                             float_modules=FAM.float_modules())
+                             float_modules=FAM.float_modules(RUN.model))
     for k, v in model.state_dict().items():  # the input model is untouched
         assert torch.equal(v, before[k]), k
     new = dict(tuned.named_parameters())
@@ -83,7 +83,7 @@ def test_weight_copy_fails_on_name_mismatch(setup):
 def test_qat_rejects_batch_of_one(setup):
     model, train, windows, _, _ = setup
     with pytest.raises(EdgecapError, match=">= 2"):
-        qat_finetune(model, (windows[:1],), batches(train, 1), FAM.loss, 1, 1e-4, FAM.float_modules())
+        qat_finetune(model, (windows[:1],), batches(train, 1), FAM.loss, 1, 1e-4, FAM.float_modules(RUN.model))
 
 
 def test_qat_step_decays_lr_and_freezes_observers():

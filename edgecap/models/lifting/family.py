@@ -65,11 +65,12 @@ class LiftingFamily(ModelFamily):
             "joints": ",".join(skeleton.joints),
             "window": str(cfg.window),
             "target_frame": cfg.target,
+            "mirror_average": str(cfg.mirror_average).lower(),  # true: two lifts per frame, averaged
         }
 
-    def float_modules(self) -> list[str]:
+    def float_modules(self, cfg: LiftingConfig) -> list[str]:
         # Pixel-range inputs and millimetre outputs lose too much at 8 bits; only the MLP is int8.
-        return ["normalize", "denormalize", "mirror_pair", "mirror_mean"]
+        return ["normalize", "denormalize"] + (["mirror_pair", "mirror_mean"] if cfg.mirror_average else [])
 
     def load_data(self, run: LiftingRun, split: str) -> PoseWindows:
         return load_motion_windows(run.data, run.model.skeleton, run.model.window, run.model.target, split)

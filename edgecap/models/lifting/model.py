@@ -18,13 +18,13 @@ Output: the MLP predicts z (J*3); joints_3d_mm = z * pose_std + pose_mean, where
 pose_std (mm, per joint coordinate) are statistics of the root-relative training poses stored
 as buffers with the weights. The root joint's std is tiny, so its output stays at 0.
 
-Mirroring. model.mirror (on by default): training mirrors a random half of each batch (left and
-right joints swapped, x negated, on the features and back on the prediction: the same as
-training on mirrored windows with mirrored targets). The lifter learns to be left-right
-symmetric, which transferred 3 mm P-MPJPE better to real motion (docs/lifting.md, "Real motion").
-model.mirror_average (off by default): the graph also lifts the window's mirror image, as a batch
-of two, and averages the two poses (VideoPose3D's test-time flip); on real motion a further
-0.5 mm for two lifts per frame.
+Mirroring. model.mirror (on by default): in training each window is mirrored with probability
+1/2 (left and right joints swapped, x negated, on the features and back on the prediction: the
+same as training on mirrored windows with mirrored targets, as MPJPE is blind to the mirror).
+The lifter learns to be left-right symmetric, which transferred 2.5 mm P-MPJPE better to real
+motion (docs/lifting.md, "Real motion"). model.mirror_average (off by default): the graph also
+lifts the window's mirror image, as a batch of two, and averages the two poses (VideoPose3D's
+test-time flip); on real motion a further 0.5-0.7 mm, for two lifts per frame.
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ class LiftingConfig:
     hidden: int = 1024
     blocks: int = 2
     dropout: float = 0.1  # 0.25 transferred worse to real motion (docs/lifting.md, "Real motion")
-    mirror: bool = True  # a random half of each training batch mirrored (module docstring)
+    mirror: bool = True  # each training window mirrored with probability 1/2 (module docstring)
     mirror_average: bool = False  # inference averages the window's lift with its mirror image's
+
+    # A run saved before mirroring existed was trained without it (edgecap.core.config.from_dict).
+    BEFORE_FIELD_EXISTED = {"mirror": False}
 
     def validate(self) -> None:
         get_skeleton(self.skeleton)
@@ -206,15 +209,17 @@ class TemporalLifter(nn.Module):
         self.core = ResidualMLP(cfg.window * j * 3, j * 3, cfg.hidden, cfg.blocks, cfg.dropout)
         self.denormalize = PoseDenormalizer(j)
         self.mirror = Mirror(skeleton.joints) if cfg.mirror else None
-        # inference only: a window and its mirror image lifted as a batch of two, then averaged
+        # a window and its mirror image lifted as a batch of two, then averaged (at inference; in
+        # training too where model.mirror is off)
         self.mirror_pair = MirrorPair(skeleton.joints) if cfg.mirror_average else None
         self.mirror_mean = MirrorMean(skeleton.joints) if cfg.mirror_average else None
 
     def forward(self, keypoints_2d: torch.Tensor) -> torch.Tensor:
         feats = self.normalize(keypoints_2d)
         if self.training and self.mirror is not None:  # the same as mirrored samples with mirrored targets
-            flip = (torch.rand(len(feats), 1, 1, device=feats.device) < 0.5).to(feats.dtype)
-            window = feats.view(len(feats), -1, self.denormalize.num_joints, 3)
+            # shape[0], not len(): len() would fix the batch size of an exported graph
+            flip = (torch.rand(feats.shape[0], 1, 1, device=feats.device) < 0.5).to(feats.dtype)
+            window = feats.view(feats.shape[0], -1, self.denormalize.num_joints, 3)
             window = flip.unsqueeze(-1) * self.mirror(window) + (1.0 - flip.unsqueeze(-1)) * window
             poses = self.denormalize(self.core(window.flatten(1)))
             return flip * self.mirror(poses) + (1.0 - flip) * poses

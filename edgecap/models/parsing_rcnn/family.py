@@ -102,7 +102,7 @@ class ParsingRCNNFamily(ModelFamily):
             "max_detections": str(cfg.max_detections),
         }
 
-    def float_modules(self) -> list[str]:
+    def float_modules(self, cfg: ParsingRCNNConfig) -> list[str]:
         # Box decoding, NMS and RoI pooling break in int8 (export-probe.md). The part-logit deconv
         # (export form: `separate()`d predictor) holds most of the int8 DensePose loss on a longer-
         # trained checkpoint: fp32 there recovers GPSm 0.153 -> 0.162 of fp32's 0.162 in the eager
@@ -145,7 +145,7 @@ class ParsingRCNNFamily(ModelFamily):
         rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
         return qat_finetune(model, lambda _step: self.sample_batch(train_data, rng, run.train.batch_size), steps, lr,
-                            self.float_modules(), run.data.max_dense_rois, progress, self.facts.qat_objective)
+                            self.float_modules(run.model), run.data.max_dense_rois, progress, self.facts.qat_objective)
 
     def sample_batch(self, data: DensePoseSplit, rng: np.random.Generator, batch_size: int):
         return app.sample_batch(data, rng, batch_size)

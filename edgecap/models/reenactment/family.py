@@ -111,7 +111,7 @@ class ReenactmentFamily(ModelFamily):
             "identity_dim": str(cfg.identity_dim), "pose_dim": str(cfg.pose_dim),
         }
 
-    def float_modules(self) -> list[str]:
+    def float_modules(self, cfg: ReenactmentConfig) -> list[str]:
         # Measured on the trained mobile model (PT2E int8 simulation of the per-frame graph, PSNR of
         # its image against fp32): everything int8 26.0 dB; the last conv to RGB and mask logits in
         # fp32 38.3 dB (its 4 channels go through sigmoids, whose steep middle magnifies int8 steps;

@@ -92,7 +92,7 @@ class TriangulationFamily(ModelFamily):
             "skeleton": "h36m", "joints": ",".join(JOINTS),
         }
 
-    def float_modules(self) -> list[str]:
+    def float_modules(self, cfg: TriangulationConfig) -> list[str]:
         # The soft-argmax turns heatmaps into pixel coordinates: an int8 coordinate over a 96 px
         # range steps by ~0.4 px, tens of mm at 3 m. The triangulation is a 4x4 normal-equation
         # solve in a handful of ops (matmul, adjugate, division by a determinant): in int8 its

@@ -180,10 +180,14 @@ def test_mirror_average_exports_with_the_mirror_in_float(small_lifter, tmp_path)
 
 
 def test_export_form_never_mirrors_at_random(windows):
-    """QAT exports the export form in train mode: it must not capture the training-time mirror."""
-    model = TemporalLifter(LiftingConfig(hidden=32, blocks=1, dropout=0.0))
-    model.eval()
-    folded = fold_for_export(model).train()
+    """QAT exports the export form in train mode with a dynamic batch: the graph must hold no
+    random flip, while the training form's does (and exports with a free batch size too)."""
+    batch = ({0: torch.export.Dim("batch", min=1)},)
     x = torch.from_numpy(windows)
-    first = folded(x)
-    assert folded.mirror is None and all(torch.equal(first, folded(x)) for _ in range(3))
+    model = TemporalLifter(LiftingConfig(hidden=32, blocks=1, dropout=0.0))
+    training_graph = torch.export.export(model.train(), (x,), dynamic_shapes=batch).graph
+    assert any("rand" in str(n.target) for n in training_graph.nodes)
+    folded = fold_for_export(model.eval()).train()
+    graph = torch.export.export(folded, (x,), dynamic_shapes=batch).graph
+    assert not any("rand" in str(n.target) for n in graph.nodes)
+    assert all(torch.equal(folded(x), folded(x[:, :])) for _ in range(3))

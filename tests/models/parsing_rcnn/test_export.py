@@ -282,7 +282,7 @@ def test_qat_task_objective_trains_on_the_ground_truth(run_dir):
     form = family.export_form(model)
     train = family.load_data(run, "train")
     rng = np.random.default_rng(0)
-    tuned = qat_finetune(form, lambda _step: family.sample_batch(train, rng, 2), 2, 1e-4, family.float_modules(),
+    tuned = qat_finetune(form, lambda _step: family.sample_batch(train, rng, 2), 2, 1e-4, family.float_modules(run.model),
                          run.data.max_dense_rois, progress=False, objective="task")
     before, after = form.state_dict(), tuned.state_dict()
     assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("dense_head"))

@@ -179,7 +179,7 @@ def test_export_form_matches_and_config_checks(quick):
         for a, b in zip(model(*args), form(*args)):
             torch.testing.assert_close(b, a, atol=1e-3, rtol=1e-3)
     known = dict(form.named_modules())
-    assert all(m in known for m in family.float_modules())
+    assert all(m in known for m in family.float_modules(run.model))
     with pytest.raises(Exception, match="data.image_size"):
         family.load_data(dataclasses.replace(run, model=dataclasses.replace(run.model, image_size=96)), "val")
     with pytest.raises(Exception, match="model.views"):
@@ -201,7 +201,7 @@ def test_parts_composed_equal_whole(quick):
         p.name: TorchRunner(p.module, p.input_names, p.output_names) for p in parts})
     assert [p.name for p in parts] == ["per_view", "triangulate"]
     for p in parts:  # the float modules reach each part under their whole-model names
-        assert any(m in dict(p.module.named_modules()) for m in family.float_modules())
+        assert any(m in dict(p.module.named_modules()) for m in family.float_modules(run.model))
     a, b = whole.run(inputs), composed.run(inputs)
     assert list(b) == family.output_names(run.model)
     for name in a:
