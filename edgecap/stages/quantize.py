@@ -57,14 +57,15 @@ def quantize(run_dir: Path, method: str = "ptq", calibration: int | None = None,
     elif (out / "qat.safetensors").exists():
         (out / "qat.safetensors").unlink()  # a PTQ recipe replaces an older QAT one
 
+    float_modules = family.float_modules(run.model)
     report = {
         "family": family.name, "method": method, "calibration_windows": len(calib), "seed": seed,
-        "float_modules": family.float_modules(run.model), "scheme": "int8 symmetric per-channel weights, int8 activations",
+        "float_modules": float_modules, "scheme": "int8 symmetric per-channel weights, int8 activations",
         "calibration_split": split, "qat_steps": qat_steps if method == "qat" else 0,
         "qat_lr": qat_lr if method == "qat" else None,
         "qat_objective": facts.qat_objective if method == "qat" else None, "seconds": None,
         "fp32": family.evaluate(batched(TorchRunner(export_model, names, family.output_names(run.model)), None), val),
-        "int8_simulated": simulate_int8(family, run, export_model, calib, val, family.float_modules(run.model), progress),
+        "int8_simulated": simulate_int8(family, run, export_model, calib, val, float_modules, progress),
     }
     report["seconds"] = round(time.time() - t0, 1)
     write_json(out / "quant.json", report)
