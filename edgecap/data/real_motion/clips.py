@@ -52,7 +52,8 @@ def _z_up_to_y_up(points_m: np.ndarray) -> np.ndarray:
     return np.stack([p[..., 0], p[..., 2], -p[..., 1]], -1) * 1000.0
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
+def unit(v: np.ndarray) -> np.ndarray:
+    """Unit vectors along the last axis (a zero vector stays zero)."""
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
 
 
@@ -88,7 +89,7 @@ def _humanoid_torso(named: dict, chest: np.ndarray, neck_joint: np.ndarray) -> d
     """Spine, thorax, neck, head of the AMP/DeepMimic humanoid (chest joint 0.24 m and neck joint
     0.46 m above the pelvis): spine = the chest joint, thorax = the neck joint, neck and head
     above it along chest -> neck (derived)."""
-    up = _unit(neck_joint - chest)
+    up = unit(neck_joint - chest)
     neck, head = _head_points(neck_joint, up)
     return {**named, "spine": chest, "thorax": neck_joint, "neck": neck, "head": head}
 
@@ -141,7 +142,7 @@ def load_holosoma(path: Path, motion: str = "climb", fps: float = HOLOSOMA_FPS) 
     world = _z_up_to_y_up(pos)
     j = {n: world[:, i] for i, n in enumerate(HOLOSOMA_JOINTS)}
     named = {k: j[v] for k, v in _HOLO_DIRECT.items()}
-    up = _unit(j["Head"] - j["Neck"])
+    up = unit(j["Head"] - j["Neck"])
     neck, head = _head_points(j["Neck"], up)
     joints = _assemble({**named, "spine": j["Spine1"], "thorax": j["Neck"], "neck": neck, "head": head})
     return RealClip(f"holosoma/{path.stem}", "holosoma", motion, fps, joints)
@@ -182,7 +183,7 @@ def read_urdf_tree(path: Path) -> dict[str, tuple[str, np.ndarray, str]]:
 
 
 def _quat_wxyz_to_matrix(q: np.ndarray) -> np.ndarray:
-    q = _unit(np.asarray(q, np.float64))  # some DeepMimic quaternions are not unit length
+    q = unit(np.asarray(q, np.float64))  # some DeepMimic quaternions are not unit length
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     return np.stack([
         np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),

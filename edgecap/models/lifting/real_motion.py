@@ -25,7 +25,7 @@ from collections import defaultdict
 import numpy as np
 
 from edgecap.data.real_motion import DIRECT_MASK, RealClip
-from edgecap.data.real_motion.clips import resample
+from edgecap.data.real_motion.clips import resample, unit
 from edgecap.data.skeletons import H36M
 from edgecap.data.windows import PoseWindows
 from edgecap.metrics.pose3d import pose_metrics
@@ -74,20 +74,16 @@ def limb_poses(poses: np.ndarray, limb: str) -> np.ndarray:
     body's midline, up, forward), so a left limb reads like its mirrored right twin. What
     benchmarks/lifting_pose_coverage.py compares between real and training poses."""
     ix = H36M.index
-    up = _unit(poses[:, ix("thorax")] - poses[:, ix("pelvis")])
-    forward = _unit(np.cross(poses[:, ix("l_shoulder")] - poses[:, ix("r_shoulder")], up))
+    up = unit(poses[:, ix("thorax")] - poses[:, ix("pelvis")])
+    forward = unit(np.cross(poses[:, ix("l_shoulder")] - poses[:, ix("r_shoulder")], up))
     left = np.cross(up, forward)
     out = []
     for side, outward in (("r", -left), ("l", left)):
         names = [f"{side}_{j}" for j in LIMBS[limb]]
-        bones = [_unit(poses[:, ix(b)] - poses[:, ix(a)]) for a, b in zip(names[:-1], names[1:])]
+        bones = [unit(poses[:, ix(b)] - poses[:, ix(a)]) for a, b in zip(names[:-1], names[1:])]
         out.append(np.concatenate([np.stack([(v * outward).sum(-1), (v * up).sum(-1), (v * forward).sum(-1)], -1)
                                    for v in bones], -1))
     return np.concatenate(out)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
 
 
 def rest_pose_mm() -> np.ndarray:

@@ -190,4 +190,4 @@ def test_export_form_never_mirrors_at_random(windows):
     folded = fold_for_export(model.eval()).train()
     graph = torch.export.export(folded, (x,), dynamic_shapes=batch).graph
     assert not any("rand" in str(n.target) for n in graph.nodes)
-    assert all(torch.equal(folded(x), folded(x[:, :])) for _ in range(3))
+    assert all(torch.equal(folded(x), folded(x)) for _ in range(3))  # no flip left in eager either
